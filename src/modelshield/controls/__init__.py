@@ -1,0 +1,1 @@
+"""Gates and shapers, one per module; pipeline.py composes them from the policy."""

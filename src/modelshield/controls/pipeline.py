@@ -1,0 +1,73 @@
+"""Compose gates, the model backend and shapers from the policy (DESIGN.md data flow)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from modelshield.controls.query import Gate, Prediction, Query, Shaper
+from modelshield.controls.suspension import SuspensionGate
+from modelshield.controls.validation import InputValidationGate
+from modelshield.models.base import ModelBackend, as_probabilities
+from modelshield.policy.schema import Policy
+
+
+class OutputSelection:
+    """Narrow the answer to the tensors the plan allows and the caller asked for."""
+
+    name = "output-selection"
+
+    def shape(self, query: Query, prediction: Prediction) -> Prediction:
+        allowed: list[str] = list(query.plan.outputs)
+        if query.requested_outputs is not None:
+            allowed = [o for o in allowed if o in query.requested_outputs]
+        prediction.outputs = allowed
+        if "probabilities" not in allowed:
+            query.controls.append(self.name)
+        return prediction
+
+
+class Pipeline:
+    """Gates, then the model, then shapers.
+
+    Example:
+        >>> from modelshield.policy import demo_policy
+        >>> [g.name for g in Pipeline.from_policy(demo_policy(), {}).gates]
+        ['suspension', 'validation']
+    """
+
+    def __init__(
+        self,
+        gates: Sequence[Gate],
+        backends: Mapping[str, ModelBackend],
+        shapers: Sequence[Shaper],
+    ) -> None:
+        self.gates = list(gates)
+        self.backends = backends
+        self.shapers = list(shapers)
+
+    @classmethod
+    def from_policy(cls, policy: Policy, backends: Mapping[str, ModelBackend]) -> Pipeline:
+        gates: list[Gate] = [
+            SuspensionGate(),
+            InputValidationGate(max_batch_rows=policy.server.max_batch_rows),
+        ]
+        shapers: list[Shaper] = [OutputSelection()]
+        return cls(gates, backends, shapers)
+
+    async def admit(self, query: Query) -> None:
+        for gate in self.gates:
+            await gate.check(query)
+
+    async def predict(self, query: Query) -> Prediction:
+        backend = self.backends[query.model]
+        raw = as_probabilities(await backend.predict(query.rows), query.row_count)
+        return Prediction.from_probabilities(raw, query.spec.class_labels, list(query.plan.outputs))
+
+    def shape(self, query: Query, prediction: Prediction) -> Prediction:
+        for shaper in self.shapers:
+            prediction = shaper.shape(query, prediction)
+        return prediction
+
+    async def run(self, query: Query) -> Prediction:
+        await self.admit(query)
+        return self.shape(query, await self.predict(query))

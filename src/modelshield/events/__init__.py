@@ -1,0 +1,1 @@
+"""Query events and their group-committing sink."""

@@ -1,0 +1,1 @@
+"""ASGI gateway: app factory, client and admin routes, problem+json, metrics."""

@@ -1,0 +1,134 @@
+"""Admin API under ``/admin/api/``, authenticated with the admin token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelshield.errors import AuthenticationFailed
+from modelshield.gateway.client_routes import presented_key
+from modelshield.gateway.runtime import Gateway
+from modelshield.identity.records import Account
+
+
+class CreateAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64, examples=["acme"])
+    plan: str | None = None
+    email: str | None = Field(default=None, max_length=320)
+    organisation: str | None = Field(default=None, max_length=200)
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class Suspension(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def require_admin(request: Request) -> Gateway:
+    gateway = _gateway(request)
+    token = presented_key(request) or ""
+    expected = gateway.secrets.admin_token
+    if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+        raise AuthenticationFailed("A valid admin token is required.")
+    return gateway
+
+
+def _account_view(account: Account) -> dict[str, Any]:
+    return account.to_dict()
+
+
+def admin_router() -> APIRouter:
+    router = APIRouter(
+        prefix="/admin/api",
+        tags=["admin"],
+        dependencies=[Depends(require_admin)],
+        responses={401: {"description": "Missing or wrong admin token"}},
+    )
+
+    @router.post("/accounts", status_code=201, summary="Create an account and its first key")
+    async def create_account(body: CreateAccount, request: Request) -> JSONResponse:
+        gateway = _gateway(request)
+        account, issued = await gateway.accounts.create(
+            body.name, plan=body.plan, email=body.email, organisation=body.organisation
+        )
+        return JSONResponse(
+            {
+                "account": _account_view(account),
+                "account_id": account.id,
+                "api_key": issued.plaintext,
+                "key_id": issued.record.key_id,
+            },
+            status_code=201,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @router.get("/accounts", summary="List accounts")
+    async def list_accounts(
+        request: Request,
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        accounts = await _gateway(request).store.list_accounts(limit=limit, offset=offset)
+        return {"accounts": [_account_view(a) for a in accounts]}
+
+    @router.get("/accounts/{ref}", summary="An account (by id or name) and its keys")
+    async def show_account(ref: str, request: Request) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        keys = await gateway.store.list_keys(account.id)
+        return {"account": _account_view(account), "keys": [k.to_public_dict() for k in keys]}
+
+    @router.post("/accounts/{ref}/suspend", summary="Suspend an account")
+    async def suspend(ref: str, body: Suspension, request: Request) -> dict[str, Any]:
+        account = await _gateway(request).accounts.suspend(ref, body.reason)
+        return {"account": _account_view(account)}
+
+    @router.post("/accounts/{ref}/unsuspend", summary="Lift a suspension")
+    async def unsuspend(
+        ref: str, request: Request, body: StatusChange | None = None
+    ) -> dict[str, Any]:
+        account = await _gateway(request).accounts.unsuspend(ref, body.reason if body else None)
+        return {"account": _account_view(account)}
+
+    @router.post("/accounts/{ref}/keys/rotate", summary="Issue a new key, revoke the others")
+    async def rotate(ref: str, request: Request) -> JSONResponse:
+        account, issued, revoked = await _gateway(request).accounts.rotate_key(ref)
+        return JSONResponse(
+            {
+                "account_id": account.id,
+                "api_key": issued.plaintext,
+                "key_id": issued.record.key_id,
+                "revoked": revoked,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @router.post("/keys/{key_id}/revoke", summary="Revoke one key")
+    async def revoke(key_id: str, request: Request) -> dict[str, Any]:
+        key = await _gateway(request).accounts.revoke_key(key_id)
+        return {"key": key.to_public_dict()}
+
+    @router.get("/accounts/{ref}/events", summary="Recent query events of an account")
+    async def events(
+        ref: str, request: Request, limit: int = Query(50, ge=1, le=1000)
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        recent = await gateway.store.recent_events(account.id, limit)
+        return {"events": [e.to_dict() for e in recent]}
+
+    return router

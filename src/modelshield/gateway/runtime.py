@@ -1,0 +1,80 @@
+"""The running gateway: policy, store, account service, backends, pipeline and event sink."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from modelshield.clock import Clock, SystemClock
+from modelshield.controls.pipeline import Pipeline
+from modelshield.events.sink import GroupCommitSink
+from modelshield.gateway.metrics import GatewayMetrics
+from modelshield.identity.secret import Secrets, load_secrets
+from modelshield.identity.service import AccountService
+from modelshield.models.base import ModelBackend
+from modelshield.models.registry import build_backend
+from modelshield.policy.schema import Policy
+from modelshield.storage.base import Store
+from modelshield.storage.registry import open_store
+
+log = logging.getLogger("modelshield.gateway")
+
+
+class Gateway:
+    """Everything a request handler needs, built from a Policy.
+
+    Time, secrets, the store and the backends are inputs (STYLE.md #5): tests pass a
+    FakeClock, fixed secrets, a memory store or a backend of their own.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        clock: Clock | None = None,
+        secrets: Secrets | None = None,
+        store: Store | None = None,
+        backends: dict[str, ModelBackend] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock or SystemClock()
+        self.secrets = secrets or load_secrets(policy)
+        self.store = store or open_store(policy.storage.uri)
+        state_dir = Path(policy.server.state_dir)
+        self.backends: dict[str, ModelBackend] = backends or {
+            name: build_backend(name, spec, state_dir) for name, spec in policy.models.items()
+        }
+        self.accounts = AccountService(
+            self.store,
+            self.secrets.server_secret,
+            self.clock,
+            plans=policy.plan_names,
+        )
+        self.pipeline = Pipeline.from_policy(policy, self.backends)
+        self.metrics = GatewayMetrics()
+        events = policy.events
+        self.sink = GroupCommitSink(
+            self.store,
+            flush_interval=events.flush_interval_ms / 1000.0,
+            max_batch=events.max_batch,
+            max_queue=events.max_queue,
+            sync=events.sync,
+        )
+        self.sink.subscribe(lambda batch: self.metrics.events_written.inc(len(batch)))
+
+    async def start(self) -> None:
+        await self.store.open()
+        for backend in self.backends.values():
+            await backend.load()
+        await self.sink.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.sink.close()
+        finally:
+            for backend in self.backends.values():
+                try:
+                    await backend.close()
+                except Exception:
+                    log.exception("closing a model backend failed")
+            await self.store.close()

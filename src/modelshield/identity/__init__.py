@@ -1,0 +1,1 @@
+"""Accounts, API keys (HMAC digests, constant-time checks), secrets."""

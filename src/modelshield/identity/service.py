@@ -1,0 +1,115 @@
+"""Account and key operations shared by the admin API and the CLI.
+
+Example:
+    >>> import asyncio
+    >>> from modelshield.clock import FakeClock
+    >>> from modelshield.storage.memory import MemoryStore
+    >>> service = AccountService(MemoryStore(), b"0123456789abcdef", FakeClock(), plans=["free"])
+    >>> account, key = asyncio.run(service.create("acme"))
+    >>> asyncio.run(service.authenticate(key.plaintext))[0].name
+    'acme'
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+
+from modelshield.clock import Clock
+from modelshield.errors import AccountNotFound, AuthenticationFailed, InvalidInput
+from modelshield.identity.keys import IssuedKey, issue_key, parse_key_id, verify_key
+from modelshield.identity.records import Account, ApiKey
+from modelshield.storage.base import Store
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+def new_account_id() -> str:
+    return "acc_" + secrets.token_hex(8)
+
+
+class AccountService:
+    """Creates accounts, issues and checks keys, changes account status."""
+
+    def __init__(self, store: Store, secret: bytes, clock: Clock, *, plans: Sequence[str]) -> None:
+        self.store = store
+        self._secret = secret
+        self.clock = clock
+        self.plans = list(plans)
+
+    async def create(
+        self,
+        name: str,
+        *,
+        plan: str | None = None,
+        email: str | None = None,
+        organisation: str | None = None,
+        signup_address: str | None = None,
+        signup_user_agent: str | None = None,
+        tos_version: str | None = None,
+    ) -> tuple[Account, IssuedKey]:
+        if not _NAME_RE.match(name):
+            raise InvalidInput(
+                "name: 1-64 characters, letters, digits and _ . @ - (starting with a letter "
+                "or digit)"
+            )
+        chosen = plan or self.plans[0]
+        if chosen not in self.plans:
+            raise InvalidInput(f"plan: unknown plan {chosen!r}; plans: {', '.join(self.plans)}")
+        if email is not None and not _EMAIL_RE.match(email):
+            raise InvalidInput("email: not an e-mail address")
+        now = self.clock.now()
+        account = Account(
+            id=new_account_id(),
+            name=name,
+            plan=chosen,
+            created_at=now,
+            email=email,
+            organisation=organisation,
+            signup_address=signup_address,
+            signup_user_agent=signup_user_agent,
+            tos_version=tos_version,
+        )
+        issued = issue_key(self._secret, account.id, now=now)
+        await self.store.create_account(account, issued.record)
+        return account, issued
+
+    async def resolve(self, ref: str) -> Account:
+        """An account by id, or by name."""
+        account = await self.store.get_account(ref)
+        if account is None:
+            account = await self.store.find_account_by_name(ref)
+        if account is None:
+            raise AccountNotFound(f"no account with id or name {ref!r}")
+        return account
+
+    async def authenticate(self, plaintext: str | None) -> tuple[Account, ApiKey]:
+        """The account and key for a presented API key, or AuthenticationFailed."""
+        key_id = parse_key_id(plaintext) if plaintext else None
+        found = await self.store.find_credential(key_id) if key_id else None
+        record = found[0] if found else None
+        if not verify_key(self._secret, plaintext or "", record) or found is None:
+            raise AuthenticationFailed()
+        key, account = found
+        return account, key
+
+    async def suspend(self, ref: str, reason: str) -> Account:
+        account = await self.resolve(ref)
+        now = self.clock.now()
+        return await self.store.set_account_status(account.id, "suspended", reason, now)
+
+    async def unsuspend(self, ref: str, reason: str | None = None) -> Account:
+        account = await self.resolve(ref)
+        return await self.store.set_account_status(account.id, "active", reason, self.clock.now())
+
+    async def rotate_key(self, ref: str) -> tuple[Account, IssuedKey, list[str]]:
+        """Issue a new key and revoke the account's other keys in one store operation."""
+        account = await self.resolve(ref)
+        issued = issue_key(self._secret, account.id, now=self.clock.now())
+        revoked = await self.store.rotate_key(account.id, issued.record, self.clock.now())
+        return account, issued, revoked
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        return await self.store.revoke_key(key_id, self.clock.now())

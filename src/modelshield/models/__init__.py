@@ -1,0 +1,1 @@
+"""Model backends: in-process (demo, scikit-learn, callable, ONNX) and upstream HTTP."""

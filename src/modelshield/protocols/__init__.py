@@ -1,0 +1,1 @@
+"""Wire codecs: oip_v2 and v1 (instances/predictions)."""

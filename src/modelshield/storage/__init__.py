@@ -1,0 +1,1 @@
+"""Store protocols and backends chosen by URI (see registry.py)."""

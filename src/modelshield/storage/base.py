@@ -1,0 +1,83 @@
+"""Store protocols: what controls and services may ask of persistent state.
+
+Algorithms talk to these protocols only (STYLE.md #3); backends are chosen by URI in
+:mod:`modelshield.storage.registry`. Every backend runs the same contract suite
+(``tests/storage/test_contract.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from modelshield.events.record import QueryEvent
+from modelshield.identity.records import Account, AccountStatus, ApiKey
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Accounts, API keys and query events.
+
+    Methods raise :class:`~modelshield.errors.StoreUnavailable` when the backend cannot
+    be reached, :class:`~modelshield.errors.AccountNotFound` /
+    :class:`~modelshield.errors.KeyNotFound` for missing records and
+    :class:`~modelshield.errors.Conflict` for duplicates.
+    """
+
+    uri: str
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed. Idempotent."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend answers."""
+        ...
+
+    # accounts -------------------------------------------------------------
+    async def create_account(self, account: Account, key: ApiKey) -> None:
+        """Insert an account together with its first key (both or neither)."""
+        ...
+
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def find_account_by_name(self, name: str) -> Account | None: ...
+
+    async def list_accounts(self, *, limit: int = 100, offset: int = 0) -> list[Account]: ...
+
+    async def set_account_status(
+        self, account_id: str, status: AccountStatus, reason: str | None, at: float
+    ) -> Account: ...
+
+    # keys -----------------------------------------------------------------
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def find_credential(self, key_id: str) -> tuple[ApiKey, Account] | None:
+        """The key and its account in one round trip (the per-request lookup)."""
+        ...
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]: ...
+
+    async def rotate_key(self, account_id: str, new_key: ApiKey, at: float) -> list[str]:
+        """Add ``new_key`` and revoke every other active key of the account, atomically.
+
+        Returns the ids of the keys it revoked.
+        """
+        ...
+
+    async def revoke_key(self, key_id: str, at: float) -> ApiKey:
+        """Revoke one key (idempotent: a revoked key keeps its first revocation time)."""
+        ...
+
+    # events ---------------------------------------------------------------
+    async def append_events(self, events: Sequence[QueryEvent]) -> None:
+        """Durably append a batch (one transaction); idempotent by ``event_id``."""
+        ...
+
+    async def recent_events(self, account_id: str, limit: int = 50) -> list[QueryEvent]:
+        """The account's newest events, newest first."""
+        ...
+
+    async def count_events(self, account_id: str | None = None) -> int: ...

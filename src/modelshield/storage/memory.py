@@ -1,0 +1,140 @@
+"""In-process store for tests and single-process experiments (``memory://``).
+
+Example:
+    >>> MemoryStore("memory://").uri
+    'memory://'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from modelshield.errors import AccountNotFound, Conflict, KeyNotFound
+from modelshield.events.record import QueryEvent
+from modelshield.identity.records import Account, AccountStatus, ApiKey
+
+
+class MemoryStore:
+    """Dictionaries behind one lock; nothing survives the process."""
+
+    def __init__(self, uri: str = "memory://", *, max_events_per_account: int = 10_000) -> None:
+        self.uri = uri
+        self._lock = threading.Lock()
+        self._accounts: dict[str, Account] = {}
+        self._names: dict[str, str] = {}
+        self._keys: dict[str, ApiKey] = {}
+        self._events: dict[str | None, deque[QueryEvent]] = {}
+        self._max_events = max_events_per_account
+        self._event_count = 0
+        self._event_ids: set[str] = set()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def create_account(self, account: Account, key: ApiKey) -> None:
+        with self._lock:
+            if account.id in self._accounts:
+                raise Conflict(f"account {account.id} already exists")
+            if account.name in self._names:
+                raise Conflict(f"an account named {account.name!r} already exists")
+            if key.key_id in self._keys:
+                raise Conflict(f"key {key.key_id} already exists")
+            self._accounts[account.id] = account
+            self._names[account.name] = account.id
+            self._keys[key.key_id] = key
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return self._accounts.get(account_id)
+
+    async def find_account_by_name(self, name: str) -> Account | None:
+        account_id = self._names.get(name)
+        return self._accounts.get(account_id) if account_id else None
+
+    async def list_accounts(self, *, limit: int = 100, offset: int = 0) -> list[Account]:
+        with self._lock:
+            ordered = sorted(self._accounts.values(), key=lambda a: (a.created_at, a.id))
+        return ordered[offset : offset + limit]
+
+    async def set_account_status(
+        self, account_id: str, status: AccountStatus, reason: str | None, at: float
+    ) -> Account:
+        with self._lock:
+            account = self._accounts.get(account_id)
+            if account is None:
+                raise AccountNotFound(f"no account {account_id}")
+            updated = dataclasses.replace(
+                account, status=status, status_reason=reason, status_changed_at=at
+            )
+            self._accounts[account_id] = updated
+            return updated
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        return self._keys.get(key_id)
+
+    async def find_credential(self, key_id: str) -> tuple[ApiKey, Account] | None:
+        key = self._keys.get(key_id)
+        if key is None:
+            return None
+        account = self._accounts.get(key.account_id)
+        return (key, account) if account is not None else None
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        with self._lock:
+            keys = [k for k in self._keys.values() if k.account_id == account_id]
+        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
+
+    async def rotate_key(self, account_id: str, new_key: ApiKey, at: float) -> list[str]:
+        with self._lock:
+            if account_id not in self._accounts:
+                raise AccountNotFound(f"no account {account_id}")
+            if new_key.key_id in self._keys:
+                raise Conflict(f"key {new_key.key_id} already exists")
+            revoked = []
+            for key_id, key in list(self._keys.items()):
+                if key.account_id == account_id and key.active:
+                    self._keys[key_id] = dataclasses.replace(key, revoked_at=at)
+                    revoked.append(key_id)
+            self._keys[new_key.key_id] = new_key
+            return sorted(revoked)
+
+    async def revoke_key(self, key_id: str, at: float) -> ApiKey:
+        with self._lock:
+            key = self._keys.get(key_id)
+            if key is None:
+                raise KeyNotFound(f"no key {key_id}")
+            if key.active:
+                key = dataclasses.replace(key, revoked_at=at)
+                self._keys[key_id] = key
+            return key
+
+    async def append_events(self, events: Sequence[QueryEvent]) -> None:
+        with self._lock:
+            for event in events:
+                if event.event_id in self._event_ids:
+                    continue  # appends are idempotent by event id
+                self._event_ids.add(event.event_id)
+                queue = self._events.get(event.account_id)
+                if queue is None:
+                    queue = self._events[event.account_id] = deque(maxlen=self._max_events)
+                queue.append(event)
+                self._event_count += 1
+
+    async def recent_events(self, account_id: str, limit: int = 50) -> list[QueryEvent]:
+        with self._lock:
+            queue = list(self._events.get(account_id, ()))
+        return list(reversed(queue[-limit:])) if limit > 0 else []
+
+    async def count_events(self, account_id: str | None = None) -> int:
+        with self._lock:
+            if account_id is None:
+                return self._event_count
+            return len(self._events.get(account_id, ()))

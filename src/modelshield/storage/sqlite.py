@@ -1,0 +1,361 @@
+"""Embedded SQLite store (``sqlite:///relative.db``, ``sqlite:////absolute.db``).
+
+WAL mode, one connection owned by one worker thread per store, ``busy_timeout`` for
+other processes on the same file; every multi-row change is one transaction.
+``?synchronous=normal`` in the URI trades power-loss durability for speed.
+
+Example:
+    >>> SQLiteStore("sqlite:///.modelshield/modelshield.db").path.name
+    'modelshield.db'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from modelshield.errors import (
+    AccountNotFound,
+    ConfigError,
+    Conflict,
+    KeyNotFound,
+    StoreUnavailable,
+)
+from modelshield.events.record import QueryEvent
+from modelshield.identity.records import Account, AccountStatus, ApiKey
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    plan TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    email TEXT,
+    organisation TEXT,
+    signup_address TEXT,
+    signup_user_agent TEXT,
+    tos_version TEXT,
+    status TEXT NOT NULL DEFAULT 'active',
+    status_reason TEXT,
+    status_changed_at REAL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    digest TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL,
+    label TEXT
+);
+CREATE INDEX IF NOT EXISTS api_keys_account ON api_keys(account_id);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    time REAL NOT NULL,
+    account_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_account ON events(account_id, seq);
+"""
+
+_ACCOUNT_COLUMNS = (
+    "id, name, plan, created_at, email, organisation, signup_address, signup_user_agent, "
+    "tos_version, status, status_reason, status_changed_at, metadata"
+)
+_KEY_COLUMNS = "key_id, account_id, digest, created_at, revoked_at, label"
+
+
+def _account(row: Sequence[Any]) -> Account:
+    values = list(row)
+    values[-1] = json.loads(values[-1] or "{}")
+    return Account(*values)
+
+
+def _key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(*row)
+
+
+def sqlite_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise ConfigError(f"storage.uri: expected sqlite:///path/to.db, got {uri!r}")
+    raw = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not raw:
+        raise ConfigError(f"storage.uri: {uri!r} names no database file")
+    return Path(raw)
+
+
+class SQLiteStore:
+    """Accounts, keys and events in one SQLite file."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.path = sqlite_path(uri)
+        query = parse_qs(urlsplit(uri).query)
+        sync = query.get("synchronous", ["full"])[0].upper()
+        if sync not in {"FULL", "NORMAL", "EXTRA"}:
+            raise ConfigError(f"storage.uri: synchronous must be full, normal or extra, not {sync}")
+        self._synchronous = sync
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # plumbing ---------------------------------------------------------------
+    def _connect(self) -> None:
+        if self._conn is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+
+        def call() -> T:
+            self._connect()
+            assert self._conn is not None
+            return fn(self._conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"already exists ({exc})") from None
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc.strerror}") from None
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def open(self) -> None:
+        await self._run(lambda conn: None)
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(executor, shut)
+        executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # accounts ---------------------------------------------------------------
+    async def create_account(self, account: Account, key: ApiKey) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            def body() -> None:
+                if conn.execute("SELECT 1 FROM accounts WHERE name=?", (account.name,)).fetchone():
+                    raise Conflict(f"an account named {account.name!r} already exists")
+                row = dataclasses.astuple(account)
+                conn.execute(
+                    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES ({','.join('?' * 13)})",
+                    (*row[:-1], json.dumps(account.metadata)),
+                )
+                conn.execute(
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                    dataclasses.astuple(key),
+                )
+
+            self._transaction(conn, body)
+
+        await self._run(work)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id=?", (account_id,)
+            ).fetchone()
+        )
+        return _account(row) if row else None
+
+    async def find_account_by_name(self, name: str) -> Account | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name=?", (name,)
+            ).fetchone()
+        )
+        return _account(row) if row else None
+
+    async def list_accounts(self, *, limit: int = 100, offset: int = 0) -> list[Account]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        )
+        return [_account(r) for r in rows]
+
+    async def set_account_status(
+        self, account_id: str, status: AccountStatus, reason: str | None, at: float
+    ) -> Account:
+        def work(conn: sqlite3.Connection) -> Any:
+            def body() -> Any:
+                cur = conn.execute(
+                    "UPDATE accounts SET status=?, status_reason=?, status_changed_at=? WHERE id=?",
+                    (status, reason, at, account_id),
+                )
+                if cur.rowcount == 0:
+                    return None
+                return conn.execute(
+                    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id=?", (account_id,)
+                ).fetchone()
+
+            return self._transaction(conn, body)
+
+        row = await self._run(work)
+        if row is None:
+            raise AccountNotFound(f"no account {account_id}")
+        return _account(row)
+
+    # keys -------------------------------------------------------------------
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id=?", (key_id,)
+            ).fetchone()
+        )
+        return _key(row) if row else None
+
+    async def find_credential(self, key_id: str) -> tuple[ApiKey, Account] | None:
+        key_cols = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
+        acc_cols = ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_COLUMNS.split(","))
+        row = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {key_cols}, {acc_cols} FROM api_keys k "
+                "JOIN accounts a ON a.id = k.account_id WHERE k.key_id=?",
+                (key_id,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return _key(row[:6]), _account(row[6:])
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id=? "
+                "ORDER BY created_at, key_id",
+                (account_id,),
+            ).fetchall()
+        )
+        return [_key(r) for r in rows]
+
+    async def rotate_key(self, account_id: str, new_key: ApiKey, at: float) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str] | None:
+            def body() -> list[str] | None:
+                if not conn.execute("SELECT 1 FROM accounts WHERE id=?", (account_id,)).fetchone():
+                    return None
+                revoked = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT key_id FROM api_keys WHERE account_id=? AND revoked_at IS NULL",
+                        (account_id,),
+                    )
+                ]
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at=? WHERE account_id=? AND revoked_at IS NULL",
+                    (at, account_id),
+                )
+                conn.execute(
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                    dataclasses.astuple(new_key),
+                )
+                return sorted(revoked)
+
+            return self._transaction(conn, body)
+
+        revoked = await self._run(work)
+        if revoked is None:
+            raise AccountNotFound(f"no account {account_id}")
+        return revoked
+
+    async def revoke_key(self, key_id: str, at: float) -> ApiKey:
+        def work(conn: sqlite3.Connection) -> Any:
+            def body() -> Any:
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at=? WHERE key_id=? AND revoked_at IS NULL",
+                    (at, key_id),
+                )
+                return conn.execute(
+                    f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id=?", (key_id,)
+                ).fetchone()
+
+            return self._transaction(conn, body)
+
+        row = await self._run(work)
+        if row is None:
+            raise KeyNotFound(f"no key {key_id}")
+        return _key(row)
+
+    # events -----------------------------------------------------------------
+    async def append_events(self, events: Sequence[QueryEvent]) -> None:
+        if not events:
+            return
+        rows = [
+            (e.event_id, e.time, e.account_id, json.dumps(e.to_dict(), separators=(",", ":")))
+            for e in events
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            self._transaction(
+                conn,
+                lambda: conn.executemany(
+                    "INSERT OR IGNORE INTO events (event_id, time, account_id, data) "
+                    "VALUES (?,?,?,?)",
+                    rows,
+                ),
+            )
+
+        await self._run(work)
+
+    async def recent_events(self, account_id: str, limit: int = 50) -> list[QueryEvent]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT data FROM events WHERE account_id=? ORDER BY seq DESC LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+        )
+        return [QueryEvent.from_dict(json.loads(r[0])) for r in rows]
+
+    async def count_events(self, account_id: str | None = None) -> int:
+        if account_id is None:
+            row = await self._run(
+                lambda conn: conn.execute("SELECT COUNT(*) FROM events").fetchone()
+            )
+        else:
+            row = await self._run(
+                lambda conn: conn.execute(
+                    "SELECT COUNT(*) FROM events WHERE account_id=?", (account_id,)
+                ).fetchone()
+            )
+        return int(row[0])
