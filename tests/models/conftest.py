@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
-from upstream_server import Behaviour, UpstreamServer, run_upstream
 
 from modelshield.models.upstream import UpstreamOipModel
+from upstream_server import Behaviour, UpstreamServer, run_upstream
 
 CLIENT_TIMEOUT_S = 0.2
 
-
-class MakeClient(Protocol):
-    async def __call__(
-        self, url: str, *, model: str = ..., output: str | None = ..., load: bool = ...
-    ) -> UpstreamOipModel: ...
+MakeClient = Callable[..., Awaitable[UpstreamOipModel]]
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import skops.io as sio
 from sklearn.datasets import load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from modelshield.errors import ConfigError
 from modelshield.models.base import ModelBackend
@@ -69,7 +70,7 @@ async def test_skops_trusts_library_classes_it_does_not_trust_by_default(
 async def test_skops_refuses_unknown_types_unless_trusted(
     tmp_path: Path, iris: tuple[Any, Any], classifier: LogisticRegression
 ) -> None:
-    x, y = iris
+    x = iris[0]
     wrapped = Wrapped(classifier)
     path = tmp_path / "wrapped.skops"
     sio.dump(wrapped, path)
@@ -78,6 +79,22 @@ async def test_skops_refuses_unknown_types_unless_trusted(
     model = SklearnFileModel(path, trusted_types=sio.get_untrusted_types(file=path))
     await model.load()
     np.testing.assert_allclose(await model.predict(x[:3]), classifier.predict_proba(x[:3]))
+
+
+async def test_skops_never_trusts_library_functions_by_default(
+    tmp_path: Path, iris: tuple[Any, Any]
+) -> None:
+    # a stored function is called on request data later, so it needs explicit trust
+    x, y = iris
+    pipeline = make_pipeline(FunctionTransformer(np.round), LogisticRegression(max_iter=1000))
+    pipeline.fit(x, y)
+    path = tmp_path / "rounding.skops"
+    sio.dump(pipeline, path)
+    with pytest.raises(ConfigError, match=r"not trusted: numpy\.round"):
+        await SklearnFileModel(path, trusted_types=[]).load()
+    model = SklearnFileModel(path, trusted_types=["numpy.round"])
+    await model.load()
+    np.testing.assert_allclose(await model.predict(x[:3]), pipeline.predict_proba(x[:3]))
 
 
 class Wrapped:
