@@ -68,6 +68,7 @@ class Settings:
     pause: float
     startup_timeout: float
     request_timeout: float
+    client: str
     output: Path
 
 
@@ -80,6 +81,12 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--pause", type=float, default=1.0, help="idle seconds between runs")
     parser.add_argument("--startup-timeout", type=float, default=60.0)
     parser.add_argument("--request-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator client (see loadgen.py; httpx saturates first on small machines)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.pause < 0:
@@ -96,6 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         pause=args.pause,
         startup_timeout=args.startup_timeout,
         request_timeout=args.request_timeout,
+        client=args.client,
         output=args.output,
     )
 
@@ -210,6 +218,8 @@ def drive(
         str(settings.duration),
         "--timeout",
         str(settings.request_timeout),
+        "--client",
+        settings.client,
     ]
     for name, value in headers.items():
         argv += ["--header", f"{name}: {value}"]
@@ -258,7 +268,8 @@ def verdict(ok: bool) -> str:
 def render(summary: dict[str, dict[str, Any]], comparison: dict[str, Any], s: Settings) -> str:
     lines = [
         f"Gateway overhead — median of {s.rounds} round(s), {s.duration:g} s each after "
-        f"{s.warmup:g} s warmup, concurrency {s.concurrency}, {os.cpu_count()} CPU(s)",
+        f"{s.warmup:g} s warmup, concurrency {s.concurrency} ({s.client} client), "
+        f"{os.cpu_count()} CPU(s)",
         "",
         "| target | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",
@@ -424,7 +435,8 @@ def measure(settings: Settings) -> list[dict[str, Any]]:
                 )
         for server in servers:
             code = server.stop()
-            if code not in (0, None):
+            # uvicorn re-raises the SIGTERM it handled after a graceful shutdown
+            if code not in (0, None, -signal.SIGTERM):
                 log(f"WARNING: {server.name} exited with code {code} on shutdown")
                 log(tail(server.stderr_path))
     return runs
@@ -468,6 +480,7 @@ def run(settings: Settings, argv: Sequence[str]) -> int:
                 "rounds": settings.rounds,
                 "pause_s": settings.pause,
                 "request_timeout_s": settings.request_timeout,
+                "client": settings.client,
             },
             "machine": machine_info(),
             "summary": summary,

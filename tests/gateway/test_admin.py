@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+
 from helpers import GatewayClient, bearer, v2_body
 
 
 async def infer(gw: GatewayClient, key: str, rows: np.ndarray) -> int:
-    response = await gw.http.post("/v2/models/digits/infer", json=v2_body(rows),
-                                  headers=bearer(key))
+    response = await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(rows), headers=bearer(key)
+    )
     return response.status_code
 
 
@@ -24,8 +26,9 @@ async def test_admin_routes_need_the_admin_token(gw: GatewayClient) -> None:
 async def test_account_lifecycle_over_the_admin_api(
     gw: GatewayClient, digits_rows: np.ndarray
 ) -> None:
-    created = await gw.admin("POST", "/accounts",
-                             json={"name": "acme", "plan": "labels", "email": "ops@acme.test"})
+    created = await gw.admin(
+        "POST", "/accounts", json={"name": "acme", "plan": "labels", "email": "ops@acme.test"}
+    )
     assert created.status_code == 201, created.text
     assert created.headers["cache-control"] == "no-store"
     body = created.json()
@@ -40,8 +43,9 @@ async def test_account_lifecycle_over_the_admin_api(
     assert [k["active"] for k in shown["keys"]] == [True]
     assert "digest" not in shown["keys"][0]
 
-    suspended = await gw.admin("POST", f"/accounts/{account_id}/suspend",
-                               json={"reason": "manual review"})
+    suspended = await gw.admin(
+        "POST", f"/accounts/{account_id}/suspend", json={"reason": "manual review"}
+    )
     assert suspended.json()["account"]["status"] == "suspended"
     assert await infer(gw, key, digits_rows[:1]) == 403
     await gw.admin("POST", f"/accounts/{account_id}/unsuspend")

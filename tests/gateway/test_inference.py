@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers import GatewayClient, bearer, v2_body
 
+from helpers import GatewayClient, bearer, v2_body
 from modelshield.models.demo import load_or_train_digits
 
 PROBLEM = "application/problem+json"
@@ -32,11 +32,16 @@ async def test_v2_infer_returns_probabilities_and_labels(
     outputs = {o["name"]: o for o in body["outputs"]}
     assert outputs["probabilities"]["shape"] == [3, 10]
     assert outputs["probabilities"]["datatype"] == "FP32"
-    assert outputs["label"] == {"name": "label", "shape": [3], "datatype": "INT64",
-                                "data": outputs["label"]["data"]}
-    model = load_or_train_digits(gw.gateway.policy.server.state_dir and
-                                 __import__("pathlib").Path(gw.gateway.policy.server.state_dir)
-                                 / "models")
+    assert outputs["label"] == {
+        "name": "label",
+        "shape": [3],
+        "datatype": "INT64",
+        "data": outputs["label"]["data"],
+    }
+    model = load_or_train_digits(
+        gw.gateway.policy.server.state_dir
+        and __import__("pathlib").Path(gw.gateway.policy.server.state_dir) / "models"
+    )
     expected = model.predict_proba(rows)
     np.testing.assert_allclose(probs_of(body), expected, atol=1e-6)
     assert outputs["label"]["data"] == expected.argmax(axis=1).tolist()
@@ -93,7 +98,8 @@ async def test_label_only_plan_reveals_no_probabilities(
     assert [o["name"] for o in response.json()["outputs"]] == ["label"]
     assert "10" not in json.dumps(response.json()["outputs"][0]["shape"])
     v1 = await gw.http.post(
-        "/v1/models/digits:predict", json={"instances": digits_rows[:1].tolist()},
+        "/v1/models/digits:predict",
+        json={"instances": digits_rows[:1].tolist()},
         headers=bearer(key),
     )
     assert set(v1.json()["predictions"][0]) == {"label"}
@@ -143,31 +149,152 @@ BAD_REQUESTS = [
     ("empty body", b"", {}, 400, "empty"),
     ("no inputs", b'{"data": []}', {}, 400, "'inputs'"),
     ("wrong content type", b"{}", {"Content-Type": "text/xml"}, 415, "text/xml"),
-    ("wrong datatype", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64],
-     "datatype": "BYTES", "data": _row()}]}).encode(), {}, 422, "datatype"),
-    ("wrong feature count", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 63],
-     "datatype": "FP32", "data": [1.0] * 63}]}).encode(), {}, 422, "64 features"),
-    ("shape and data disagree", json.dumps({"inputs": [{"name": "input-0", "shape": [2, 64],
-     "datatype": "FP32", "data": _row()}]}).encode(), {}, 422, "needs 128 values"),
-    ("wrong rank", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 8, 8],
-     "datatype": "FP32", "data": _row()}]}).encode(), {}, 422, "expected shape"),
-    ("strings", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64],
-     "datatype": "FP32", "data": ["a"] * 64}]}).encode(), {}, 422, "numbers"),
-    ("nan literal", b'{"inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "FP32", '
-     b'"data": [NaN, 1]}]}', {}, 400, "not valid JSON"),
-    ("huge number is infinite", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64],
-     "datatype": "FP64", "data": [1e308] * 63 + [0]}]}).encode().replace(b"1e+308", b"1e999"),
-     {}, 4, ""),
-    ("out of range", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64],
-     "datatype": "FP32", "data": [17.0] * 64}]}).encode(), {}, 422, "<= 16"),
-    ("negative", json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64],
-     "datatype": "FP32", "data": [-1.0] * 64}]}).encode(), {}, 422, ">= 0"),
-    ("empty batch", json.dumps({"inputs": [{"name": "input-0", "shape": [0, 64],
-     "datatype": "FP32", "data": []}]}).encode(), {}, 422, "empty batch"),
-    ("batch over plan maximum", json.dumps({"inputs": [{"name": "input-0", "shape": [17, 64],
-     "datatype": "FP32", "data": [1.0] * 64 * 17}]}).encode(), {}, 422, "maximum of 16"),
-    ("unknown input name", json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64],
-     "datatype": "FP32", "data": _row()}]}).encode(), {}, 422, "unknown input"),
+    (
+        "wrong datatype",
+        json.dumps(
+            {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "BYTES", "data": _row()}]}
+        ).encode(),
+        {},
+        422,
+        "datatype",
+    ),
+    (
+        "wrong feature count",
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 63], "datatype": "FP32", "data": [1.0] * 63}
+                ]
+            }
+        ).encode(),
+        {},
+        422,
+        "64 features",
+    ),
+    (
+        "shape and data disagree",
+        json.dumps(
+            {"inputs": [{"name": "input-0", "shape": [2, 64], "datatype": "FP32", "data": _row()}]}
+        ).encode(),
+        {},
+        422,
+        "needs 128 values",
+    ),
+    (
+        "wrong rank",
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 8, 8], "datatype": "FP32", "data": _row()}
+                ]
+            }
+        ).encode(),
+        {},
+        422,
+        "expected shape",
+    ),
+    (
+        "strings",
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": ["a"] * 64}
+                ]
+            }
+        ).encode(),
+        {},
+        422,
+        "numbers",
+    ),
+    (
+        "nan literal",
+        b'{"inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "FP32", "data": [NaN, 1]}]}',
+        {},
+        400,
+        "not valid JSON",
+    ),
+    (
+        "huge number is infinite",
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [1, 64],
+                        "datatype": "FP64",
+                        "data": [1e308] * 63 + [0],
+                    }
+                ]
+            }
+        )
+        .encode()
+        .replace(b"1e+308", b"1e999"),
+        {},
+        4,
+        "",
+    ),
+    (
+        "out of range",
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": [17.0] * 64}
+                ]
+            }
+        ).encode(),
+        {},
+        422,
+        "<= 16",
+    ),
+    (
+        "negative",
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": [-1.0] * 64}
+                ]
+            }
+        ).encode(),
+        {},
+        422,
+        ">= 0",
+    ),
+    (
+        "empty batch",
+        json.dumps(
+            {"inputs": [{"name": "input-0", "shape": [0, 64], "datatype": "FP32", "data": []}]}
+        ).encode(),
+        {},
+        422,
+        "empty batch",
+    ),
+    (
+        "batch over plan maximum",
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [17, 64],
+                        "datatype": "FP32",
+                        "data": [1.0] * 64 * 17,
+                    }
+                ]
+            }
+        ).encode(),
+        {},
+        422,
+        "maximum of 16",
+    ),
+    (
+        "unknown input name",
+        json.dumps(
+            {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": _row()}]}
+        ).encode(),
+        {},
+        422,
+        "unknown input",
+    ),
     ("body over limit", b'{"inputs": [' + b" " * 70_000 + b"]}", {}, 413, "limit"),
 ]
 
@@ -228,7 +355,7 @@ async def test_unknown_model_is_404(gw: GatewayClient, digits_rows: np.ndarray) 
 async def test_every_bad_key_gets_the_identical_401(
     gw: GatewayClient, digits_rows: np.ndarray
 ) -> None:
-    account_id, key = await gw.account()
+    _account_id, key = await gw.account()
     _, other = await gw.account("bob")
     await gw.gateway.accounts.revoke_key(other.split("_")[1])
     forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
@@ -257,18 +384,21 @@ async def test_suspended_account_gets_403_on_its_next_request(
     gw: GatewayClient, digits_rows: np.ndarray
 ) -> None:
     account_id, key = await gw.account()
-    ok = await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:1]),
-                            headers=bearer(key))
+    ok = await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(digits_rows[:1]), headers=bearer(key)
+    )
     assert ok.status_code == 200
     await gw.gateway.accounts.suspend(account_id, "extraction pattern")
-    denied = await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:1]),
-                                headers=bearer(key))
+    denied = await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(digits_rows[:1]), headers=bearer(key)
+    )
     assert denied.status_code == 403
     assert denied.json()["type"].endswith("#account-suspended")
     assert "extraction" not in denied.text  # the reason stays with the operator
     await gw.gateway.accounts.unsuspend(account_id)
-    again = await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:1]),
-                               headers=bearer(key))
+    again = await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(digits_rows[:1]), headers=bearer(key)
+    )
     assert again.status_code == 200
 
 
@@ -276,12 +406,17 @@ async def test_every_request_leaves_a_query_event(
     gw: GatewayClient, digits_rows: np.ndarray
 ) -> None:
     account_id, key = await gw.account()
-    await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:3]),
-                       headers={**bearer(key), "User-Agent": "pytest-agent"})
-    await gw.http.post("/v2/models/digits/infer", json=v2_body(np.full((1, 64), 99.0)),
-                       headers=bearer(key))
-    await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:1]),
-                       headers=bearer("msk_bad"))
+    await gw.http.post(
+        "/v2/models/digits/infer",
+        json=v2_body(digits_rows[:3]),
+        headers={**bearer(key), "User-Agent": "pytest-agent"},
+    )
+    await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(np.full((1, 64), 99.0)), headers=bearer(key)
+    )
+    await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(digits_rows[:1]), headers=bearer("msk_bad")
+    )
     await gw.gateway.sink.flush()
     events = await gw.gateway.store.recent_events(account_id, 10)
     denied, answered = events
@@ -296,9 +431,7 @@ async def test_every_request_leaves_a_query_event(
     assert answered.top1 == raw.argmax(axis=1).tolist()
     top2 = np.sort(raw, axis=1)
     np.testing.assert_allclose(answered.margin, top2[:, -1] - top2[:, -2], atol=1e-5)
-    np.testing.assert_allclose(
-        answered.entropy, -(raw * np.log(raw)).sum(axis=1), atol=1e-5
-    )
+    np.testing.assert_allclose(answered.entropy, -(raw * np.log(raw)).sum(axis=1), atol=1e-5)
     assert len(answered.input_digest or "") == 32
     assert denied.outcome == "denied" and denied.status == 422
     assert denied.problem == "invalid-input" and denied.charged_rows == 0
@@ -319,8 +452,9 @@ async def test_same_input_same_digest_different_input_different_digest(
 
 async def test_metrics_count_requests(gw: GatewayClient, digits_rows: np.ndarray) -> None:
     _, key = await gw.account()
-    await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:2]),
-                       headers=bearer(key))
+    await gw.http.post(
+        "/v2/models/digits/infer", json=v2_body(digits_rows[:2]), headers=bearer(key)
+    )
     text = (await gw.http.get("/metrics")).text
     assert 'modelshield_requests_total{model="digits",outcome="answered",status="200"} 1.0' in text
     assert 'modelshield_rows_total{model="digits"} 2.0' in text
@@ -330,11 +464,19 @@ async def test_openapi_covers_every_route(gw: GatewayClient) -> None:
     spec = (await gw.http.get("/openapi.json")).json()
     paths = spec["paths"]
     for path in [
-        "/v2/models/{model}/infer", "/v1/models/{model}:predict", "/v2/health/live",
-        "/v2/health/ready", "/v2/models/{model}", "/admin/api/accounts",
-        "/admin/api/accounts/{ref}", "/admin/api/accounts/{ref}/suspend",
-        "/admin/api/accounts/{ref}/unsuspend", "/admin/api/accounts/{ref}/keys/rotate",
-        "/admin/api/keys/{key_id}/revoke", "/admin/api/accounts/{ref}/events", "/metrics",
+        "/v2/models/{model}/infer",
+        "/v1/models/{model}:predict",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{model}",
+        "/admin/api/accounts",
+        "/admin/api/accounts/{ref}",
+        "/admin/api/accounts/{ref}/suspend",
+        "/admin/api/accounts/{ref}/unsuspend",
+        "/admin/api/accounts/{ref}/keys/rotate",
+        "/admin/api/keys/{key_id}/revoke",
+        "/admin/api/accounts/{ref}/events",
+        "/metrics",
     ]:
         assert path in paths, path
     infer = paths["/v2/models/{model}/infer"]["post"]

@@ -17,14 +17,30 @@ SECRET = b"contract-secret-0123456789"
 
 
 def account(n: int, name: str | None = None) -> Account:
-    return Account(id=f"acc_{n:04d}", name=name or f"user{n}", plan="free", created_at=100.0 + n,
-                   email=f"u{n}@example.com", metadata={"n": n})
+    return Account(
+        id=f"acc_{n:04d}",
+        name=name or f"user{n}",
+        plan="free",
+        created_at=100.0 + n,
+        email=f"u{n}@example.com",
+        metadata={"n": n},
+    )
 
 
 def event(n: int, account_id: str | None = "acc_0001") -> QueryEvent:
-    return QueryEvent(event_id=f"ev{n:06d}", time=1000.0 + n, model="digits", outcome="answered",
-                      status=200, account_id=account_id, rows=1, top1=[n % 10], margin=[0.5],
-                      entropy=[0.1], controls=["validation"])
+    return QueryEvent(
+        event_id=f"ev{n:06d}",
+        time=1000.0 + n,
+        model="digits",
+        outcome="answered",
+        status=200,
+        account_id=account_id,
+        rows=1,
+        top1=[n % 10],
+        margin=[0.5],
+        entropy=[0.1],
+        controls=["validation"],
+    )
 
 
 async def test_store_satisfies_protocol(store: Store) -> None:
@@ -65,7 +81,10 @@ async def test_status_changes(store: Store) -> None:
     await store.create_account(account(1), issue_key(SECRET, "acc_0001", now=0).record)
     suspended = await store.set_account_status("acc_0001", "suspended", "scraping", 50.0)
     assert (suspended.status, suspended.status_reason, suspended.status_changed_at) == (
-        "suspended", "scraping", 50.0)
+        "suspended",
+        "scraping",
+        50.0,
+    )
     assert (await store.get_account("acc_0001")) == suspended
     with pytest.raises(AccountNotFound):
         await store.set_account_status("acc_nope", "suspended", "x", 1.0)
