@@ -284,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body-file", required=True, type=Path)
     parser.add_argument("--header", action="append", default=[], type=_header)
+    parser.add_argument(
+        "--headers-file",
+        type=Path,
+        help="JSON object of extra headers (keeps secrets such as API keys off the command line)",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=10.0)
@@ -294,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     if host not in LOOPBACK:
         parser.error(f"refusing to load {host!r}: loopback addresses only")
     headers = {"content-type": "application/json", **dict(args.header)}
+    if args.headers_file is not None:
+        headers.update(orjson.loads(args.headers_file.read_bytes()))
     result = _run(
         run_load(
             args.url,

@@ -200,7 +200,7 @@ def compare_answers(bare: dict[str, Any] | None, gateway: dict[str, Any] | None)
 
 
 def drive(
-    server: ServerProcess, body_file: Path, headers: dict[str, str], settings: Settings
+    server: ServerProcess, body_file: Path, headers_file: Path, settings: Settings
 ) -> dict[str, Any]:
     """Run the load generator against ``server`` in a separate process."""
     argv = [
@@ -220,13 +220,13 @@ def drive(
         str(settings.request_timeout),
         "--client",
         settings.client,
+        "--headers-file",
+        str(headers_file),
     ]
-    for name, value in headers.items():
-        argv += ["--header", f"{name}: {value}"]
     bound = settings.warmup + settings.duration + settings.request_timeout + 30.0
     done = subprocess.run(argv, capture_output=True, timeout=bound, check=False)
     if done.returncode != 0:
-        raise LoadFailed(f"exit code ({done.returncode}): {done.stderr.decode()[-2000:]}")
+        raise LoadFailed(f"exit code {done.returncode}: {done.stderr.decode()[-2000:]}")
     result: dict[str, Any] = orjson.loads(done.stdout)
     server.check_alive()
     return result
@@ -411,6 +411,10 @@ def measure(settings: Settings) -> list[dict[str, Any]]:
         api_key = create_account(cli, policy, gateway_env, workdir)
         # both targets get byte-identical requests; the bare app ignores the header
         headers = {"authorization": f"Bearer {api_key}"}
+        headers_file = workdir / "headers.json"  # the key stays off command lines (ps)
+        fd = os.open(headers_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(headers))
 
         servers = server_processes(workdir, policy, cli, gateway_env)
         for server in servers:
@@ -427,7 +431,7 @@ def measure(settings: Settings) -> list[dict[str, Any]]:
             for server in servers:
                 time.sleep(settings.pause)  # let the previous target's background work settle
                 log(f"round {round_no}/{settings.rounds}: {server.name} ...")
-                result = drive(server, body_file, headers, settings)
+                result = drive(server, body_file, headers_file, settings)
                 runs.append({"target": server.name, "round": round_no, **result})
                 log(
                     f"  {result['requests_per_s']:.1f} req/s, p50 {result['p50_ms']:.2f} ms, "

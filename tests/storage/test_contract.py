@@ -154,3 +154,39 @@ def test_unknown_scheme_names_the_supported_ones() -> None:
 
     with pytest.raises(ConfigError, match=r"memory://.*sqlite://"):
         open_store("cassandra://x")
+
+
+async def test_shaping_level_is_stored_and_cleared(store: Store) -> None:
+    await store.create_account(account(1), issue_key(SECRET, "acc_0001", now=0).record)
+    assert (await store.set_account_shaping("acc_0001", "labels-only")).shaping_level == (
+        "labels-only"
+    )
+    key = (await store.list_keys("acc_0001"))[0]
+    found = await store.find_credential(key.key_id)
+    assert found is not None and found[1].shaping_level == "labels-only"
+    assert (await store.set_account_shaping("acc_0001", None)).shaping_level is None
+    with pytest.raises(AccountNotFound):
+        await store.set_account_shaping("acc_nope", "x")
+
+
+async def test_sqlite_migrates_a_database_from_before_shaping_levels(tmp_path: object) -> None:
+    import sqlite3
+
+    path = f"{tmp_path}/old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+            "plan TEXT NOT NULL, created_at REAL NOT NULL, email TEXT, organisation TEXT, "
+            "signup_address TEXT, signup_user_agent TEXT, tos_version TEXT, "
+            "status TEXT NOT NULL DEFAULT 'active', status_reason TEXT, status_changed_at REAL, "
+            "metadata TEXT NOT NULL DEFAULT '{}');"
+            "INSERT INTO accounts (id, name, plan, created_at) "
+            "VALUES ('acc_old', 'old', 'free', 1);"
+        )
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        old = await store.get_account("acc_old")
+        assert old is not None and old.shaping_level is None and old.metadata == {}
+    finally:
+        await store.close()

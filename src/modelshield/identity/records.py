@@ -31,6 +31,8 @@ class Account:
     status_reason: str | None = None
     status_changed_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    shaping_level: str | None = None
+    """A stronger shaping level set by an operator or the responder (None: the plan's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

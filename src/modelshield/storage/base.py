@@ -51,6 +51,10 @@ class Store(Protocol):
         self, account_id: str, status: AccountStatus, reason: str | None, at: float
     ) -> Account: ...
 
+    async def set_account_shaping(self, account_id: str, level: str | None) -> Account:
+        """Set (or clear with None) the account's shaping level; effective on its next request."""
+        ...
+
     # keys -----------------------------------------------------------------
     async def get_key(self, key_id: str) -> ApiKey | None: ...
 

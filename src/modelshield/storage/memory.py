@@ -77,6 +77,15 @@ class MemoryStore:
             self._accounts[account_id] = updated
             return updated
 
+    async def set_account_shaping(self, account_id: str, level: str | None) -> Account:
+        with self._lock:
+            account = self._accounts.get(account_id)
+            if account is None:
+                raise AccountNotFound(f"no account {account_id}")
+            updated = dataclasses.replace(account, shaping_level=level)
+            self._accounts[account_id] = updated
+            return updated
+
     async def get_key(self, key_id: str) -> ApiKey | None:
         return self._keys.get(key_id)
 

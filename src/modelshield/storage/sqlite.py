@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     status TEXT NOT NULL DEFAULT 'active',
     status_reason TEXT,
     status_changed_at REAL,
-    metadata TEXT NOT NULL DEFAULT '{}'
+    metadata TEXT NOT NULL DEFAULT '{}',
+    shaping_level TEXT
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY,
@@ -70,14 +71,16 @@ CREATE INDEX IF NOT EXISTS events_account ON events(account_id, seq);
 
 _ACCOUNT_COLUMNS = (
     "id, name, plan, created_at, email, organisation, signup_address, signup_user_agent, "
-    "tos_version, status, status_reason, status_changed_at, metadata"
+    "tos_version, status, status_reason, status_changed_at, metadata, shaping_level"
 )
+# columns added after the first release: (table, column, declaration)
+_MIGRATIONS = [("accounts", "shaping_level", "TEXT")]
 _KEY_COLUMNS = "key_id, account_id, digest, created_at, revoked_at, label"
 
 
 def _account(row: Sequence[Any]) -> Account:
     values = list(row)
-    values[-1] = json.loads(values[-1] or "{}")
+    values[12] = json.loads(values[12] or "{}")
     return Account(*values)
 
 
@@ -120,6 +123,10 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(SCHEMA)
+        for table, column, declaration in _MIGRATIONS:
+            existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in existing:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self._conn = conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -176,11 +183,10 @@ class SQLiteStore:
             def body() -> None:
                 if conn.execute("SELECT 1 FROM accounts WHERE name=?", (account.name,)).fetchone():
                     raise Conflict(f"an account named {account.name!r} already exists")
-                row = dataclasses.astuple(account)
-                conn.execute(
-                    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES ({','.join('?' * 13)})",
-                    (*row[:-1], json.dumps(account.metadata)),
-                )
+                row = list(dataclasses.astuple(account))
+                row[12] = json.dumps(account.metadata)
+                marks = ",".join("?" * len(row))
+                conn.execute(f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES ({marks})", row)
                 conn.execute(
                     f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?)",
                     dataclasses.astuple(key),
@@ -223,6 +229,25 @@ class SQLiteStore:
                 cur = conn.execute(
                     "UPDATE accounts SET status=?, status_reason=?, status_changed_at=? WHERE id=?",
                     (status, reason, at, account_id),
+                )
+                if cur.rowcount == 0:
+                    return None
+                return conn.execute(
+                    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id=?", (account_id,)
+                ).fetchone()
+
+            return self._transaction(conn, body)
+
+        row = await self._run(work)
+        if row is None:
+            raise AccountNotFound(f"no account {account_id}")
+        return _account(row)
+
+    async def set_account_shaping(self, account_id: str, level: str | None) -> Account:
+        def work(conn: sqlite3.Connection) -> Any:
+            def body() -> Any:
+                cur = conn.execute(
+                    "UPDATE accounts SET shaping_level=? WHERE id=?", (level, account_id)
                 )
                 if cur.rowcount == 0:
                     return None
