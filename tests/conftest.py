@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,15 @@ import httpx
 import numpy as np
 import pytest
 
-from helpers import ADMIN_TOKEN, SERVER_SECRET, GatewayClient, make_policy
+from helpers import (
+    ADMIN_TOKEN,
+    REDIS_URL,
+    SERVER_SECRET,
+    GatewayClient,
+    flush_redis_prefix,
+    make_policy,
+    require_service,
+)
 from modelshield.clock import FakeClock
 from modelshield.gateway.app import create_app
 from modelshield.identity.secret import Secrets
@@ -57,17 +66,24 @@ def digits_rows() -> np.ndarray:
 
 StoreFactory = Callable[[], Store]
 
-STORE_BACKENDS = ["memory", "sqlite"]
+STORE_BACKENDS = ["memory", "sqlite", "redis"]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store URI per test for every backend (Redis: a unique key prefix)."""
     kind = request.param
     if kind == "memory":
-        return "memory://"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    raise AssertionError(kind)
+        yield "memory://"
+    elif kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/store.db"
+    elif kind == "redis":
+        require_service(REDIS_URL, "Redis")
+        prefix = f"mstest-{uuid.uuid4().hex[:12]}:"
+        yield f"{REDIS_URL}?prefix={prefix}"
+        flush_redis_prefix(prefix)
+    else:
+        raise AssertionError(kind)
 
 
 @pytest.fixture

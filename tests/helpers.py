@@ -42,6 +42,19 @@ def require_service(url: str, what: str) -> None:
     pytest.skip(f"{message}; set MODELSHIELD_TEST_* to point at one")
 
 
+def flush_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every key a test wrote under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def make_policy(tmp_path: Path, **overrides: Any) -> Policy:
     """The demo model with two plans, state under ``tmp_path``; ``overrides`` merge on top."""
     data: dict[str, Any] = {

@@ -12,11 +12,39 @@ from typing import Protocol, runtime_checkable
 
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.storage.limiter import Check, Decision
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Accounts, API keys and query events.
+class LimiterStore(Protocol):
+    """Counters for rate limits and budgets; times are integer microseconds.
+
+    ``check_and_charge`` is ONE atomic backend operation (DESIGN invariant 1): it decides
+    every check of a request and charges all of them or none, following
+    :func:`modelshield.storage.limiter.decide`. N replicas on one backend admit exactly
+    what one would.
+    """
+
+    async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision: ...
+
+    async def peek(self, checks: Sequence[Check], now: int) -> Decision:
+        """The decision ``checks`` would get, charging nothing (usage reports)."""
+        ...
+
+    async def refund(self, checks: Sequence[Check], now: int) -> None:
+        """Atomically give back what an admitted request charged."""
+        ...
+
+    async def add_to_counter(self, key: str, amount: int, expires_at: int | None, now: int) -> int:
+        """Add ``amount`` to a counter (0 when missing or expired at ``now``); its new value."""
+        ...
+
+    async def reset_counters(self, keys: Sequence[str]) -> None: ...
+
+
+@runtime_checkable
+class Store(LimiterStore, Protocol):
+    """Accounts, API keys, query events and limiter counters.
 
     Methods raise :class:`~modelshield.errors.StoreUnavailable` when the backend cannot
     be reached, :class:`~modelshield.errors.AccountNotFound` /

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from modelshield.errors import AccountNotFound, Conflict, KeyNotFound
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.storage.limiter import Check, Decision, Writes, decide, refund_writes
 
 
 class MemoryStore:
@@ -30,6 +31,7 @@ class MemoryStore:
         self._max_events = max_events_per_account
         self._event_count = 0
         self._event_ids: set[str] = set()
+        self._counters: dict[str, tuple[int, int | None]] = {}
 
     async def open(self) -> None:
         return None
@@ -124,6 +126,51 @@ class MemoryStore:
                 key = dataclasses.replace(key, revoked_at=at)
                 self._keys[key_id] = key
             return key
+
+    # limiter ------------------------------------------------------------------
+    def _values(self, keys: Sequence[str | None], now: int) -> dict[str, int]:
+        values: dict[str, int] = {}
+        for key in keys:
+            if key is None:
+                continue
+            found = self._counters.get(key)
+            if found is not None and (found[1] is None or found[1] > now):
+                values[key] = found[0]
+        return values
+
+    def _apply(self, writes: Writes) -> None:
+        self._counters.update(writes)
+
+    @staticmethod
+    def _check_keys(checks: Sequence[Check]) -> list[str | None]:
+        return [k for c in checks for k in (c.key, getattr(c, "bonus_key", None))]
+
+    async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
+        with self._lock:
+            decision, writes = decide(checks, self._values(self._check_keys(checks), now), now)
+            self._apply(writes)
+            return decision
+
+    async def peek(self, checks: Sequence[Check], now: int) -> Decision:
+        with self._lock:
+            values = self._values(self._check_keys(checks), now)
+        return decide(checks, values, now, charge=False)[0]
+
+    async def refund(self, checks: Sequence[Check], now: int) -> None:
+        with self._lock:
+            values = self._values([c.key for c in checks], now)
+            self._apply(refund_writes(checks, values, now))
+
+    async def add_to_counter(self, key: str, amount: int, expires_at: int | None, now: int) -> int:
+        with self._lock:
+            value = self._values([key], now).get(key, 0) + amount
+            self._counters[key] = (value, expires_at)
+            return value
+
+    async def reset_counters(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._counters.pop(key, None)
 
     async def append_events(self, events: Sequence[QueryEvent]) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Choose a store backend by URI (``memory://``, ``sqlite:///path``).
+"""Choose a store backend by URI (``memory://``, ``sqlite:///path``, ``redis://host/db``).
 
 Backends are imported lazily, so an optional driver is only needed when its scheme is
 used.
@@ -22,6 +22,7 @@ from modelshield.storage.base import Store
 _BACKENDS: dict[str, str] = {
     "memory": "modelshield.storage.memory:MemoryStore",
     "sqlite": "modelshield.storage.sqlite:SQLiteStore",
+    "redis": "modelshield.storage.redis:RedisStore",
 }
 
 

@@ -30,6 +30,7 @@ from modelshield.errors import (
 )
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.storage.limiter import Check, Decision, Writes, decide, refund_writes
 
 T = TypeVar("T")
 
@@ -67,6 +68,11 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_account ON events(account_id, seq);
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    expires_at INTEGER
+);
 """
 
 _ACCOUNT_COLUMNS = (
@@ -111,6 +117,7 @@ class SQLiteStore:
         self._synchronous = sync
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._decisions = 0
 
     # plumbing ---------------------------------------------------------------
     def _connect(self) -> None:
@@ -341,6 +348,90 @@ class SQLiteStore:
         if row is None:
             raise KeyNotFound(f"no key {key_id}")
         return _key(row)
+
+    # limiter ----------------------------------------------------------------
+    @staticmethod
+    def _read_counters(
+        conn: sqlite3.Connection, keys: Sequence[str | None], now: int
+    ) -> dict[str, int]:
+        wanted = sorted({k for k in keys if k is not None})
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = conn.execute(
+            f"SELECT key, value FROM counters WHERE key IN ({marks}) "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (*wanted, now),
+        ).fetchall()
+        return {key: int(value) for key, value in rows}
+
+    @staticmethod
+    def _write_counters(conn: sqlite3.Connection, writes: Writes) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO counters (key, value, expires_at) VALUES (?,?,?)",
+            [(key, value, expires) for key, (value, expires) in writes.items()],
+        )
+
+    @staticmethod
+    def _check_keys(checks: Sequence[Check]) -> list[str | None]:
+        return [k for c in checks for k in (c.key, getattr(c, "bonus_key", None))]
+
+    async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
+        keys = self._check_keys(checks)
+
+        def work(conn: sqlite3.Connection) -> Decision:
+            def body() -> Decision:
+                decision, writes = decide(checks, self._read_counters(conn, keys, now), now)
+                if writes:
+                    self._write_counters(conn, writes)
+                return decision
+
+            return self._transaction(conn, body)
+
+        decision = await self._run(work)
+        self._decisions += 1
+        if self._decisions % 10_000 == 0:
+            await self._run(
+                lambda conn: conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+            )
+        return decision
+
+    async def peek(self, checks: Sequence[Check], now: int) -> Decision:
+        keys = self._check_keys(checks)
+        values = await self._run(lambda conn: self._read_counters(conn, keys, now))
+        return decide(checks, values, now, charge=False)[0]
+
+    async def refund(self, checks: Sequence[Check], now: int) -> None:
+        keys = [c.key for c in checks]
+
+        def work(conn: sqlite3.Connection) -> None:
+            def body() -> None:
+                values = self._read_counters(conn, keys, now)
+                self._write_counters(conn, refund_writes(checks, values, now))
+
+            self._transaction(conn, body)
+
+        await self._run(work)
+
+    async def add_to_counter(self, key: str, amount: int, expires_at: int | None, now: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            def body() -> int:
+                value = self._read_counters(conn, [key], now).get(key, 0) + amount
+                self._write_counters(conn, {key: (value, expires_at)})
+                return value
+
+            return self._transaction(conn, body)
+
+        return await self._run(work)
+
+    async def reset_counters(self, keys: Sequence[str]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            self._transaction(
+                conn,
+                lambda: conn.executemany("DELETE FROM counters WHERE key=?", [(k,) for k in keys]),
+            )
+
+        await self._run(work)
 
     # events -----------------------------------------------------------------
     async def append_events(self, events: Sequence[QueryEvent]) -> None:

@@ -1,0 +1,169 @@
+"""The decision rule that every store's check-and-charge implements (DESIGN invariant 1).
+
+Two kinds of check, both counted in rows:
+
+* :class:`RateCheck` — GCRA (the generic cell rate algorithm, equivalent to a token
+  bucket): the stored value is the *theoretical arrival time* ``tat`` in integer
+  microseconds. With ``interval`` = microseconds per row and ``burst`` = bucket size,
+  a request of ``cost`` rows is allowed when ``max(tat, now) + cost*interval - burst*interval
+  <= now``; admitting it sets ``tat = max(tat, now) + cost*interval``.
+* :class:`QuotaCheck` — a counter for a budget window: allowed when
+  ``used + cost <= limit + bonus`` (``bonus`` is an operator's grant for the same window,
+  read from ``bonus_key``); admitting it adds ``cost``. The counter expires with its window.
+
+A decision is all or nothing: if any check denies, nothing is charged. Memory and
+SQLite call :func:`decide` inside their lock / transaction; the Redis backend runs the
+same rule as one Lua script (``redis_limiter.lua``), and the contract suite checks
+that all of them agree with a reference model.
+
+Example:
+    >>> check = RateCheck(key="rate:acct:a:burst", name="burst", cost=3, interval=1_000_000,
+    ...                   burst=5)
+    >>> decision, writes = decide([check], {}, now=0)
+    >>> decision.allowed, decision.results[0].remaining, writes
+    (True, 2, {'rate:acct:a:burst': (3000000, 3000000)})
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateCheck:
+    key: str
+    name: str
+    cost: int
+    interval: int
+    """Microseconds per row (the sustained rate's inverse)."""
+    burst: int
+    """Bucket size in rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaCheck:
+    key: str
+    name: str
+    cost: int
+    limit: int
+    expires_at: int | None
+    """End of the window in microseconds since the epoch (None: never)."""
+    bonus_key: str | None = None
+
+
+Check = RateCheck | QuotaCheck
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    allowed: bool
+    limit: int
+    """Burst (rate) or effective limit including grants (quota), in rows."""
+    remaining: int
+    reset_after: float | None
+    """Seconds until the limit is fully available again (None: never resets)."""
+    retry_after: float | None
+    """When denied: seconds until this request could be admitted (None: never)."""
+    used: int = 0
+    """Quota checks: rows counted in the window after this decision."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    results: tuple[CheckResult, ...]
+
+    @property
+    def violated(self) -> list[str]:
+        return [r.name for r in self.results if not r.allowed]
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until every violated check would admit the request (None: never)."""
+        waits = [r.retry_after for r in self.results if not r.allowed]
+        if not waits or any(w is None for w in waits):
+            return None
+        return max(w for w in waits if w is not None)
+
+
+# a write: key -> (new value, expire at in microseconds or None)
+Writes = dict[str, tuple[int, int | None]]
+
+
+def decide(
+    checks: Sequence[Check], values: Mapping[str, int], now: int, *, charge: bool = True
+) -> tuple[Decision, Writes]:
+    """Evaluate ``checks`` against current ``values`` at ``now`` (µs).
+
+    Returns the decision and the writes to apply when it is allowed and ``charge`` is
+    true (empty otherwise). Missing keys read as 0 (quota) or "idle" (rate).
+    """
+    results: list[CheckResult] = []
+    writes: Writes = {}
+    for check in checks:
+        if isinstance(check, RateCheck):
+            tat = max(values.get(check.key, now), now)
+            new_tat = tat + check.cost * check.interval
+            allow_at = new_tat - check.burst * check.interval
+            allowed = allow_at <= now
+            capacity = now + check.burst * check.interval
+            if allowed:
+                remaining = (capacity - new_tat) // check.interval
+                reset = (new_tat - now) / US
+                writes[check.key] = (new_tat, new_tat)
+                retry = None
+            else:
+                remaining = max(0, (capacity - tat) // check.interval)
+                reset = (tat - now) / US
+                retry = (allow_at - now) / US if check.cost <= check.burst else None
+            results.append(
+                CheckResult(check.name, allowed, check.burst, int(remaining), reset, retry)
+            )
+        else:
+            used = values.get(check.key, 0)
+            bonus = values.get(check.bonus_key, 0) if check.bonus_key else 0
+            limit = check.limit + bonus
+            allowed = used + check.cost <= limit
+            after = used + check.cost if allowed else used
+            reset_after = (check.expires_at - now) / US if check.expires_at is not None else None
+            if allowed and check.cost:
+                writes[check.key] = (after, check.expires_at)
+            results.append(
+                CheckResult(
+                    check.name,
+                    allowed,
+                    limit,
+                    max(0, limit - after),
+                    reset_after,
+                    None if allowed else reset_after,
+                    used=after,
+                )
+            )
+    decision = Decision(all(r.allowed for r in results), tuple(results))
+    if not decision.allowed or not charge:
+        writes = {}
+    return decision, writes
+
+
+def refund_writes(checks: Sequence[Check], values: Mapping[str, int], now: int) -> Writes:
+    """Give back what an admitted request charged (its model call failed upstream)."""
+    writes: Writes = {}
+    for check in checks:
+        if check.cost <= 0 or check.key not in values:
+            continue
+        if isinstance(check, RateCheck):
+            new_tat = max(now, values[check.key] - check.cost * check.interval)
+            writes[check.key] = (new_tat, new_tat)
+        else:
+            writes[check.key] = (max(0, values[check.key] - check.cost), check.expires_at)
+    return writes
+
+
+def seconds_header(value: float) -> int:
+    """Whole seconds for Retry-After / reset fields: rounded up, never below 1."""
+    return max(1, math.ceil(value - 1e-9))
