@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from modelshield.cli.common import config_option, echo_json, with_accounts
+from modelshield.controls.usage import UsageService, Window
 from modelshield.identity.records import Account
 from modelshield.identity.service import AccountService
 from modelshield.policy.schema import Policy
@@ -188,3 +189,75 @@ def revoke_key(key_id: str, config: str | None) -> None:
         return key.key_id
 
     click.echo(f"{with_accounts(config, body)} revoked")
+
+
+def _usage_service(service: AccountService, policy: Policy) -> UsageService:
+    return UsageService(policy, service.store, service.clock)
+
+
+@accounts.command("usage")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+def usage(ref: str, as_json: bool, config: str | None) -> None:
+    """Show account REF's usage against each rate limit and budget."""
+
+    async def body(service: AccountService, policy: Policy) -> list[dict[str, Any]]:
+        account = await service.resolve(ref)
+        return [line.to_dict() for line in await _usage_service(service, policy).usage(account)]
+
+    lines = with_accounts(config, body)
+    if as_json:
+        echo_json(lines)
+        return
+    if not lines:
+        click.echo("no rate limits or budgets on this account's plan")
+        return
+    click.echo(
+        f"{'LIMIT':<12} {'KIND':<7} {'SCOPE':<22} {'USED':>9} {'REMAINING':>10} "
+        f"{'LIMIT':>9}  RESETS IN"
+    )
+    for line in lines:
+        used = "-" if line["used"] is None else str(line["used"])
+        reset = "never" if line["reset_after"] is None else f"{line['reset_after']:.0f} s"
+        click.echo(
+            f"{line['name']:<12} {line['kind']:<7} {line['scope']:<22} {used:>9} "
+            f"{line['remaining']:>10} {line['limit']:>9}  {reset}"
+        )
+
+
+@accounts.command("reset-usage")
+@click.argument("ref")
+@click.option("--limit", "limits", multiple=True, help="Only this limit/budget (repeatable).")
+@config_option
+def reset_usage(ref: str, limits: tuple[str, ...], config: str | None) -> None:
+    """Reset account REF's rate-limit and budget counters."""
+
+    async def body(service: AccountService, policy: Policy) -> list[str]:
+        account = await service.resolve(ref)
+        return await _usage_service(service, policy).reset(account, list(limits) or None)
+
+    names = with_accounts(config, body)
+    click.echo(f"reset: {', '.join(names) or '-'}")
+
+
+@accounts.command("grant")
+@click.argument("ref")
+@click.option("--window", type=click.Choice(["day", "month", "lifetime"]), required=True)
+@click.option("--rows", type=click.IntRange(1, 1_000_000_000), required=True)
+@config_option
+def grant(ref: str, window: str, rows: int, config: str | None) -> None:
+    """Grant account REF extra rows in its current day/month (or lifetime) budget."""
+
+    async def body(service: AccountService, policy: Policy) -> dict[str, Any]:
+        account = await service.resolve(ref)
+        windows: dict[str, Window] = {"day": "day", "month": "month", "lifetime": "lifetime"}
+        return await _usage_service(service, policy).grant(account, windows[window], rows)
+
+    result = with_accounts(config, body)
+    until = (
+        "never expires" if result["expires_at"] is None else f"until {_when(result['expires_at'])}"
+    )
+    click.echo(
+        f"{window} budget ({result['period']}): +{result['granted_rows']} rows granted, {until}"
+    )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from modelshield.controls.limits import LimitsGate
 from modelshield.controls.query import Gate, Prediction, Query, Shaper
 from modelshield.controls.suspension import SuspensionGate
 from modelshield.controls.validation import InputValidationGate
 from modelshield.models.base import ModelBackend, as_probabilities
 from modelshield.policy.schema import Policy
+from modelshield.storage.base import LimiterStore
 
 
 class OutputSelection:
@@ -46,17 +48,31 @@ class Pipeline:
         self.shapers = list(shapers)
 
     @classmethod
-    def from_policy(cls, policy: Policy, backends: Mapping[str, ModelBackend]) -> Pipeline:
+    def from_policy(
+        cls,
+        policy: Policy,
+        backends: Mapping[str, ModelBackend],
+        *,
+        store: LimiterStore | None = None,
+    ) -> Pipeline:
         gates: list[Gate] = [
             SuspensionGate(),
             InputValidationGate(max_batch_rows=policy.server.max_batch_rows),
         ]
+        if store is not None:
+            gates.append(LimitsGate(policy, store))
         shapers: list[Shaper] = [OutputSelection()]
         return cls(gates, backends, shapers)
 
     async def admit(self, query: Query) -> None:
         for gate in self.gates:
             await gate.check(query)
+
+    async def refund(self, query: Query) -> None:
+        """Undo the charges of an admitted query whose model call failed."""
+        for gate in self.gates:
+            if isinstance(gate, LimitsGate):
+                await gate.refund(query)
 
     async def predict(self, query: Query) -> Prediction:
         backend = self.backends[query.model]

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from modelshield.identity.records import Account
 from modelshield.models.base import FloatArray
 from modelshield.policy.schema import ModelSpec, Plan
+from modelshield.storage.limiter import Check
 
 IntArray = npt.NDArray[np.int64]
 
@@ -35,6 +36,9 @@ class Query:
     requested_outputs: list[str] | None = None
     controls: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    charges: list[Check] = field(default_factory=list)
+    """What the limits gate charged (refunded if the model call fails)."""
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def row_count(self) -> int:

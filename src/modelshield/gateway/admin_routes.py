@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +21,19 @@ class CreateAccount(BaseModel):
     plan: str | None = None
     email: str | None = Field(default=None, max_length=320)
     organisation: str | None = Field(default=None, max_length=200)
+
+
+class UsageReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limits: list[str] | None = Field(
+        default=None, description="Names of the limits/budgets to reset (default: all)."
+    )
+
+
+class BudgetGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    window: Literal["day", "month", "lifetime"]
+    rows: int = Field(gt=0, le=1_000_000_000)
 
 
 class StatusChange(BaseModel):
@@ -130,5 +143,34 @@ def admin_router() -> APIRouter:
         account = await gateway.accounts.resolve(ref)
         recent = await gateway.store.recent_events(account.id, limit)
         return {"events": [e.to_dict() for e in recent]}
+
+    @router.get("/accounts/{ref}/usage", summary="Usage against each limit and budget")
+    async def usage(ref: str, request: Request) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        lines = await gateway.usage.usage(account)
+        return {
+            "account_id": account.id,
+            "plan": account.plan,
+            "usage": [line.to_dict() for line in lines],
+        }
+
+    @router.post("/accounts/{ref}/usage/reset", summary="Reset usage counters")
+    async def reset_usage(
+        ref: str, request: Request, body: UsageReset | None = None
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        names = await gateway.usage.reset(account, body.limits if body else None)
+        return {"account_id": account.id, "reset": names}
+
+    @router.post("/accounts/{ref}/budget-grants", summary="Grant extra rows for this window")
+    async def grant(ref: str, body: BudgetGrant, request: Request) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        return {
+            "account_id": account.id,
+            **(await gateway.usage.grant(account, body.window, body.rows)),
+        }
 
     return router

@@ -211,10 +211,16 @@ async def handle_inference(request: Request, model: str, codec: Codec) -> Respon
             requested_outputs=decoded.requested_outputs,
         )
         await gateway.pipeline.admit(query)
-        prediction = await gateway.pipeline.predict(query)
+        try:
+            prediction = await gateway.pipeline.predict(query)
+        except UpstreamError:
+            await gateway.pipeline.refund(query)  # failed upstream calls cost nothing
+            raise
         prediction = gateway.pipeline.shape(query, prediction)
         payload = codec.encode(model, spec, prediction, decoded.request_id)
-        return Response(orjson.dumps(payload), media_type="application/json")
+        return Response(
+            orjson.dumps(payload), media_type="application/json", headers=query.response_headers
+        )
     except ModelShieldError as err:
         failed_after_admission = isinstance(err, UpstreamError | StoreUnavailable)
         outcome = "error" if failed_after_admission else "denied"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from modelshield.clock import Clock, SystemClock
 from modelshield.controls.pipeline import Pipeline
+from modelshield.controls.usage import UsageService
 from modelshield.events.sink import GroupCommitSink
 from modelshield.gateway.metrics import GatewayMetrics
 from modelshield.identity.secret import Secrets, load_secrets
@@ -50,7 +51,8 @@ class Gateway:
             self.clock,
             plans=policy.plan_names,
         )
-        self.pipeline = Pipeline.from_policy(policy, self.backends)
+        self.pipeline = Pipeline.from_policy(policy, self.backends, store=self.store)
+        self.usage = UsageService(policy, self.store, self.clock)
         self.metrics = GatewayMetrics()
         events = policy.events
         self.sink = GroupCommitSink(

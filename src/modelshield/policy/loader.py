@@ -23,6 +23,7 @@ from modelshield.policy.schema import Policy
 
 CONFIG_ENV = "MODELSHIELD_CONFIG"
 _BACKEND_TAGS = {"demo", "sklearn", "callable", "onnx", "upstream"}
+_PERTURBATION_TAGS = {"noise", "reverse_sigmoid", "misinformation"}
 
 
 def _message(error: Any) -> str:
@@ -52,6 +53,8 @@ def _path(loc: tuple[Any, ...]) -> str:
     for i, part in enumerate(loc):
         # pydantic adds the discriminator value to the path of a tagged union member
         if i > 0 and loc[i - 1] == "backend" and part in _BACKEND_TAGS:
+            continue
+        if i > 1 and loc[i - 2] == "perturb" and part in _PERTURBATION_TAGS:
             continue
         parts.append(str(part))
     return ".".join(parts)

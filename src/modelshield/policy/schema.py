@@ -19,6 +19,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from modelshield.policy.limits import Budgets, RateLimit
+from modelshield.policy.shaping import ShapingSpec
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 
@@ -123,6 +126,12 @@ class InputSpec(Strict):
     features: int = Field(default=64, gt=0, le=1_000_000)
     min: float | None = Field(default=None, description="Smallest allowed feature value.")
     max: float | None = Field(default=None, description="Largest allowed feature value.")
+    resolution: float = Field(
+        default=1e-3,
+        gt=0.0,
+        description="Step of the canonical input that keys shaping noise: rows that round to "
+        "the same multiples of it get identical answers (DESIGN invariant 2).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> InputSpec:
@@ -160,6 +169,28 @@ class Plan(Strict):
     models: list[str] | None = Field(
         default=None, description="Models this plan may query (default: all)."
     )
+    shaping: ShapingSpec = Field(
+        default_factory=ShapingSpec,
+        description="Perturbation and minimization of the probabilities (default: none).",
+    )
+    rate_limits: list[RateLimit] = Field(
+        default_factory=list, description="Rate limits; the most restrictive answers."
+    )
+    budgets: Budgets | None = Field(default=None, description="Row budgets per account.")
+    limit_headers: bool = Field(
+        default=True,
+        description="Send RateLimit-Policy / RateLimit headers (false hides capacity).",
+    )
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> Plan:
+        names = [limit.name for limit in self.rate_limits]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rate_limits: duplicate name {duplicates[0]!r}")
+        if self.budgets is not None and set(names) & {"day", "month", "lifetime"}:
+            raise ValueError("rate_limits: day, month and lifetime are the budgets' names")
+        return self
 
 
 class Policy(Strict):
@@ -177,6 +208,24 @@ class Policy(Strict):
     default_plan: Name | None = Field(
         default=None, description="Plan for new accounts (default: the first plan)."
     )
+    shaping_levels: dict[Name, ShapingSpec] = Field(
+        default_factory=dict,
+        description="Named shaping an account's shaping level adds on top of its plan's.",
+    )
+    limits_timezone: str = Field(
+        default="UTC", description="IANA time zone of the budgets' calendar days and months."
+    )
+
+    @field_validator("limits_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:
@@ -188,6 +237,13 @@ class Policy(Strict):
             for model in plan.models or []:
                 if model not in self.models:
                     raise ValueError(f"plans.{plan_name}.models: unknown model {model!r}")
+            batch = min(self.server.max_batch_rows, plan.max_batch_rows or 1 << 62)
+            for i, limit in enumerate(plan.rate_limits):
+                if limit.burst_rows < batch:
+                    raise ValueError(
+                        f"plans.{plan_name}.rate_limits.{i}.burst: must be >= the largest "
+                        f"batch the plan admits ({batch} rows), or that batch could never pass"
+                    )
         return self
 
     @property

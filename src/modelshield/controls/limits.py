@@ -1,0 +1,219 @@
+"""Rate-limit and budget gate: one atomic check-and-charge per request (DESIGN inv. 1).
+
+The gate turns the plan's rate limits and budgets into store checks, asks the store to
+decide and charge them all at once, and answers a denial with 429
+``…#quota-exceeded`` carrying ``violated-policies``, ``Retry-After`` and the IETF
+``RateLimit-Policy`` / ``RateLimit`` fields (draft-ietf-httpapi-ratelimit-headers,
+-09..-11 syntax: ``"burst";q=100;w=60`` and ``"burst";r=42;t=17``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from modelshield.controls.query import Query
+from modelshield.errors import QuotaExceeded, StoreUnavailable
+from modelshield.policy.limits import RateLimit
+from modelshield.policy.schema import Plan, Policy
+from modelshield.storage.base import LimiterStore
+from modelshield.storage.limiter import (
+    US,
+    Check,
+    CheckResult,
+    Decision,
+    QuotaCheck,
+    RateCheck,
+    seconds_header,
+)
+
+log = logging.getLogger("modelshield.limits")
+
+
+def budget_window(kind: str, now: float, zone: ZoneInfo) -> tuple[str, int | None, int | None]:
+    """``(window id, start µs, end µs)`` of the calendar window holding ``now``.
+
+    Example:
+        >>> budget_window("day", 0.0, ZoneInfo("UTC"))
+        ('1970-01-01', 0, 86400000000)
+    """
+    if kind == "lifetime":
+        return "all", None, None
+    local = dt.datetime.fromtimestamp(now, zone)
+    if kind == "day":
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = (start + dt.timedelta(days=1, hours=3)).replace(hour=0)
+        label = start.strftime("%Y-%m-%d")
+    elif kind == "month":
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        following = (start + dt.timedelta(days=32)).replace(day=1)
+        label = start.strftime("%Y-%m")
+    else:
+        raise ValueError(f"unknown budget window {kind!r}")
+    # localize again: the wall-clock midnight may have a different UTC offset (DST)
+    start = start.replace(tzinfo=zone)
+    following = following.replace(tzinfo=zone)
+    return label, int(start.timestamp() * US), int(following.timestamp() * US)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who and what a request's rows are counted against."""
+
+    account_id: str
+    key_id: str
+    client: str | None
+    model: str
+
+    @classmethod
+    def of(cls, query: Query) -> Subject:
+        return cls(query.account.id, query.key_id, query.client, query.model)
+
+    def scope_key(self, limit: RateLimit) -> str:
+        if limit.scope == "account":
+            return f"acct:{self.account_id}"
+        if limit.scope == "key":
+            return f"key:{self.key_id}"
+        if limit.scope == "client":
+            return f"ip:{self.client or 'unknown'}"
+        return f"model:{self.model}"
+
+
+class LimitsGate:
+    """Admit a query only if every rate limit and budget of its plan has room for its rows.
+
+    Example:
+        >>> from modelshield.policy import demo_policy
+        >>> from modelshield.storage.memory import MemoryStore
+        >>> LimitsGate(demo_policy(), MemoryStore()).name
+        'limits'
+    """
+
+    name = "limits"
+
+    def __init__(self, policy: Policy, store: LimiterStore) -> None:
+        self.store = store
+        self.fail_open = policy.fail_open
+        self.zone = ZoneInfo(policy.limits_timezone)
+
+    # building checks -----------------------------------------------------------
+    def rate_checks(self, plan: Plan, subject: Subject, cost: int) -> list[Check]:
+        return [
+            RateCheck(
+                key=f"rate:{subject.scope_key(limit)}:{limit.name}",
+                name=limit.name,
+                cost=cost,
+                interval=limit.interval_us,
+                burst=limit.burst_rows,
+            )
+            for limit in plan.rate_limits
+        ]
+
+    def budget_checks(self, plan: Plan, account_id: str, now: float, cost: int) -> list[Check]:
+        if plan.budgets is None:
+            return []
+        checks: list[Check] = []
+        for kind, limit in plan.budgets.windows():
+            label, _, end = budget_window(kind, now, self.zone)
+            checks.append(
+                QuotaCheck(
+                    key=f"budget:{account_id}:{kind}:{label}",
+                    name=kind,
+                    cost=cost,
+                    limit=limit,
+                    expires_at=end,
+                    bonus_key=f"grant:{account_id}:{kind}:{label}",
+                )
+            )
+        return checks
+
+    def checks(self, query: Query, cost: int) -> list[Check]:
+        plan = query.plan
+        return [
+            *self.rate_checks(plan, Subject.of(query), cost),
+            *self.budget_checks(plan, query.account.id, query.time, cost),
+        ]
+
+    # the gate --------------------------------------------------------------------
+    async def check(self, query: Query) -> None:
+        plan = query.plan
+        if not plan.rate_limits and plan.budgets is None:
+            return
+        checks = self.checks(query, query.row_count)
+        now = int(query.time * US)
+        try:
+            decision = await self.store.check_and_charge(checks, now)
+        except StoreUnavailable:
+            if not self.fail_open:
+                raise
+            log.warning("limits store unreachable: admitting (fail_open: true)")
+            query.flags.append("limits-fail-open")
+            return
+        headers = limit_headers(plan, decision) if plan.limit_headers else {}
+        if not decision.allowed:
+            query.controls.append(self.name)
+            error = QuotaExceeded(
+                _denial_detail(plan, decision, query.row_count),
+                **{"violated-policies": decision.violated},
+            )
+            retry = decision.retry_after
+            if retry is not None:
+                headers["Retry-After"] = str(seconds_header(retry))
+            error.headers = headers
+            raise error
+        query.charges = checks
+        query.response_headers.update(headers)
+        if plan.budgets is not None:
+            threshold = plan.budgets.soft_threshold
+            for result in decision.results:
+                if result.name in {"day", "month", "lifetime"} and result.limit:
+                    before = result.used - query.row_count
+                    if before < threshold * result.limit <= result.used:
+                        query.flags.append(f"budget-soft:{result.name}")
+
+    async def refund(self, query: Query) -> None:
+        """Give back the rows of an admitted query whose model call failed."""
+        if query.charges:
+            await self.store.refund(query.charges, int(query.time * US))
+            query.charges = []
+
+
+def _window(result: CheckResult, plan: Plan) -> str:
+    for limit in plan.rate_limits:
+        if limit.name == result.name:
+            return f";w={seconds_header(limit.window_s)}"
+    if result.reset_after is None:
+        return ""
+    return {"day": ";w=86400", "month": ";w=2592000"}.get(result.name, "")
+
+
+def limit_headers(plan: Plan, decision: Decision) -> dict[str, str]:
+    """The RateLimit-Policy and RateLimit fields for ``decision``."""
+    policies = []
+    states = []
+    for result in decision.results:
+        policies.append(f'"{result.name}";q={result.limit}{_window(result, plan)}')
+        reset = "" if result.reset_after is None else f";t={max(0, round(result.reset_after))}"
+        states.append(f'"{result.name}";r={result.remaining}{reset}')
+    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}
+
+
+def _denial_detail(plan: Plan, decision: Decision, rows: int) -> str:
+    parts = []
+    for result in decision.results:
+        if result.allowed:
+            continue
+        if result.name in {"day", "month", "lifetime"}:
+            parts.append(
+                f"{result.name} budget of {result.limit} rows: {result.used} used, {rows} requested"
+            )
+        else:
+            parts.append(
+                f"rate limit {result.name!r} ({result.remaining} of {result.limit} "
+                f"rows available, {rows} requested)"
+            )
+    retry = decision.retry_after
+    tail = f"; retry in {seconds_header(retry)} s" if retry is not None else ""
+    return "Quota exceeded: " + "; ".join(parts) + tail
