@@ -56,7 +56,10 @@ def flush_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
 
 
 def make_policy(tmp_path: Path, **overrides: Any) -> Policy:
-    """The demo model with two plans, state under ``tmp_path``; ``overrides`` merge on top."""
+    """The demo model with two plans, state under ``tmp_path``.
+
+    ``overrides`` merge into the top-level sections; ``plans`` replaces the plans.
+    """
     data: dict[str, Any] = {
         "server": {
             "state_dir": str(tmp_path / "state"),
@@ -77,7 +80,9 @@ def make_policy(tmp_path: Path, **overrides: Any) -> Policy:
         },
     }
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
+        if key == "plans":
+            data[key] = value
+        elif isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **value}
         else:
             data[key] = value

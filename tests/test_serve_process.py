@@ -164,7 +164,11 @@ def test_demo_serve_prints_a_working_key(
     body = json.loads((Path(__file__).parents[1] / "examples" / "digits-row.json").read_text())
     response = httpx.post(f"{url}/v2/models/digits/infer", json=body, headers=bearer(key))
     assert response.status_code == 200
-    assert {o["name"] for o in response.json()["outputs"]} == {"probabilities", "label"}
+    # the demo plan answers the top 3 classes, perturbed and rounded, and the label
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert set(outputs) == {"probabilities", "classes", "label"}
+    assert outputs["probabilities"]["shape"] == outputs["classes"]["shape"] == [1, 3]
+    assert outputs["classes"]["data"][0] == outputs["label"]["data"][0]
     assert (tmp_path / ".modelshield" / "modelshield.db").exists()
     for secret_file in ("admin-token", "secret", "demo-api-key"):
         assert (tmp_path / ".modelshield" / secret_file).stat().st_mode & 0o777 == 0o600

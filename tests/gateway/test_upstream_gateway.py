@@ -90,3 +90,40 @@ async def test_unreachable_upstream_is_502(
     )
     assert response.status_code == 502
     assert (await gw.http.get("/v2/health/ready")).json()["models"] == {"digits": False}
+
+
+async def test_rows_of_failed_upstream_calls_are_refunded(
+    app_client_factory: Callable[..., Awaitable[GatewayClient]],
+    tmp_path: Path,
+    digits_rows: np.ndarray,
+) -> None:
+    with run_upstream(Behaviour(infer="fail", status=503)) as server:
+        policy = upstream_policy(tmp_path, server.url)
+        metered = make_policy(
+            tmp_path,
+            models={k: v.model_dump(mode="json") for k, v in policy.models.items()},
+            plans={
+                "metered": {
+                    "max_batch_rows": 8,
+                    "rate_limits": [{"name": "burst", "rate": 1, "per": "1h", "burst": 8}],
+                    "budgets": {"day": 100},
+                }
+            },
+        )
+        gw = await app_client_factory(metered)
+        account_id, key = await gw.account()
+        for _ in range(3):
+            failed = await gw.http.post(
+                "/v2/models/digits/infer", json=v2_body(digits_rows[:8]), headers=bearer(key)
+            )
+            assert failed.status_code == 502
+        usage = {
+            u["name"]: u
+            for u in (await gw.admin("GET", f"/accounts/{account_id}/usage")).json()["usage"]
+        }
+        assert usage["day"]["used"] == 0 and usage["burst"]["remaining"] == 8
+        server.behaviour = Behaviour()
+        ok = await gw.http.post(
+            "/v2/models/digits/infer", json=v2_body(digits_rows[:8]), headers=bearer(key)
+        )
+        assert ok.status_code == 200

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from modelshield.cli.common import config_option, echo_json, with_accounts
+from modelshield.controls.shaping import check_level
 from modelshield.controls.usage import UsageService, Window
 from modelshield.identity.records import Account
 from modelshield.identity.service import AccountService
@@ -111,7 +112,16 @@ def show(ref: str, events: int, as_json: bool, config: str | None) -> None:
         echo_json(data)
         return
     account = data["account"]
-    for field in ("id", "name", "plan", "status", "status_reason", "email", "organisation"):
+    for field in (
+        "id",
+        "name",
+        "plan",
+        "status",
+        "status_reason",
+        "shaping_level",
+        "email",
+        "organisation",
+    ):
         if account.get(field) is not None:
             click.echo(f"{field + ':':<15}{account[field]}")
     click.echo(f"{'created:':<15}{_when(account['created_at'])}")
@@ -156,6 +166,28 @@ def unsuspend(ref: str, reason: str | None, config: str | None) -> None:
     click.echo(f"{account.id} active")
 
 
+@accounts.command("shaping")
+@click.argument("ref")
+@click.argument("level", required=False)
+@click.option("--clear", is_flag=True, help="Back to the plan's own shaping.")
+@config_option
+def shaping(ref: str, level: str | None, clear: bool, config: str | None) -> None:
+    """Raise account REF's output shaping to LEVEL (one of the policy's shaping_levels).
+
+    Takes effect on the account's next request, on every replica, without a reload.
+    """
+    if clear == (level is not None):
+        raise click.UsageError("give either LEVEL or --clear")
+
+    async def body(service: AccountService, policy: Policy) -> Account:
+        checked = check_level(policy, level)
+        account = await service.resolve(ref)
+        return await service.store.set_account_shaping(account.id, checked)
+
+    account = with_accounts(config, body)
+    click.echo(f"{account.id} shaping level: {account.shaping_level or '(plan default)'}")
+
+
 @accounts.command("rotate-key")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True)
@@ -192,7 +224,7 @@ def revoke_key(key_id: str, config: str | None) -> None:
 
 
 def _usage_service(service: AccountService, policy: Policy) -> UsageService:
-    return UsageService(policy, service.store, service.clock)
+    return UsageService(policy, service.store, service.counters, service.clock)
 
 
 @accounts.command("usage")

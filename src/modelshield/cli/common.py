@@ -44,14 +44,21 @@ def with_accounts(config: str | None, body: Callable[[AccountService, Policy], A
 
     async def session() -> T:
         store = open_store(policy.storage.uri)
+        limits_uri = policy.storage.limits_uri
+        counters = open_store(limits_uri) if limits_uri else store
         await store.open()
         try:
+            if counters is not store:
+                await counters.open()
             service = AccountService(
                 store, secrets.server_secret, SystemClock(), plans=policy.plan_names
             )
+            service.counters = counters
             return await body(service, policy)
         finally:
             await store.close()
+            if counters is not store:
+                await counters.close()
 
     return run(session())
 

@@ -37,12 +37,14 @@ def cli() -> None:
 
 def _register() -> None:
     from modelshield.cli.accounts import accounts
+    from modelshield.cli.evaluate import evaluate
     from modelshield.cli.policy import policy
     from modelshield.cli.serve import serve
 
     cli.add_command(serve)
     cli.add_command(accounts)
     cli.add_command(policy)
+    cli.add_command(evaluate)
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from modelshield.controls.canonical import snap_rows
 from modelshield.controls.limits import LimitsGate
 from modelshield.controls.query import Gate, Prediction, Query, Shaper
+from modelshield.controls.shaping import PolicyShaper
 from modelshield.controls.suspension import SuspensionGate
 from modelshield.controls.validation import InputValidationGate
 from modelshield.models.base import ModelBackend, as_probabilities
@@ -33,8 +35,9 @@ class Pipeline:
 
     Example:
         >>> from modelshield.policy import demo_policy
-        >>> [g.name for g in Pipeline.from_policy(demo_policy(), {}).gates]
-        ['suspension', 'validation']
+        >>> pipeline = Pipeline.from_policy(demo_policy(), {}, secret=b"0123456789abcdef")
+        >>> [g.name for g in pipeline.gates], [s.name for s in pipeline.shapers]
+        (['suspension', 'validation'], ['output-selection', 'shaping'])
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Pipeline:
         backends: Mapping[str, ModelBackend],
         *,
         store: LimiterStore | None = None,
+        secret: bytes | None = None,
     ) -> Pipeline:
         gates: list[Gate] = [
             SuspensionGate(),
@@ -61,7 +65,8 @@ class Pipeline:
         ]
         if store is not None:
             gates.append(LimitsGate(policy, store))
-        shapers: list[Shaper] = [OutputSelection()]
+        # shaping keys its noise with the server secret (DESIGN invariant 2)
+        shapers: list[Shaper] = [OutputSelection(), PolicyShaper(policy, secret)]
         return cls(gates, backends, shapers)
 
     async def admit(self, query: Query) -> None:
@@ -76,7 +81,8 @@ class Pipeline:
 
     async def predict(self, query: Query) -> Prediction:
         backend = self.backends[query.model]
-        raw = as_probabilities(await backend.predict(query.rows), query.row_count)
+        rows = snap_rows(query.rows, query.spec.input) if query.spec.input.snap else query.rows
+        raw = as_probabilities(await backend.predict(rows), query.row_count)
         return Prediction.from_probabilities(raw, query.spec.class_labels, list(query.plan.outputs))
 
     def shape(self, query: Query, prediction: Prediction) -> Prediction:

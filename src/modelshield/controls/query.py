@@ -50,13 +50,18 @@ class Prediction:
     """What the model said, and what the caller will be shown.
 
     ``raw`` is the backend's answer and is never modified; shapers replace
-    ``probabilities`` (what may be revealed) and narrow ``outputs``.
+    ``probabilities`` (what may be revealed) and narrow ``outputs``. After minimization
+    to a subset of classes, ``columns[i, j]`` is the class column whose probability is
+    ``probabilities[i, j]`` (-1 pads rows that reveal fewer classes); ``decimals`` is
+    the rounding applied, so codecs can write exactly that many digits.
     """
 
     raw: FloatArray
     probabilities: FloatArray
     labels: IntArray
     outputs: list[str]
+    columns: IntArray | None = None
+    decimals: int | None = None
 
     @classmethod
     def from_probabilities(

@@ -10,7 +10,7 @@ from modelshield.controls.limits import LimitsGate, Subject, budget_window
 from modelshield.errors import InvalidInput
 from modelshield.identity.records import Account
 from modelshield.policy.schema import Policy
-from modelshield.storage.base import Store
+from modelshield.storage.base import LimiterStore, Store
 from modelshield.storage.limiter import US, Check, QuotaCheck
 
 Window = Literal["day", "month", "lifetime"]
@@ -40,14 +40,18 @@ class UsageService:
         >>> from modelshield.clock import FakeClock
         >>> from modelshield.policy import demo_policy
         >>> from modelshield.storage.memory import MemoryStore
-        >>> service = UsageService(demo_policy(), MemoryStore(), FakeClock())
+        >>> store = MemoryStore()
+        >>> service = UsageService(demo_policy(), store, store, FakeClock())
     """
 
-    def __init__(self, policy: Policy, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, policy: Policy, accounts: Store, counters: LimiterStore, clock: Clock
+    ) -> None:
         self.policy = policy
-        self.store = store
+        self.accounts = accounts
+        self.counters = counters
         self.clock = clock
-        self.gate = LimitsGate(policy, store)
+        self.gate = LimitsGate(policy, counters)
 
     def _checks(self, account: Account, key_ids: list[str]) -> list[tuple[str, Check]]:
         plan = self.policy.plans.get(account.plan)
@@ -74,13 +78,13 @@ class UsageService:
         return found
 
     async def _key_ids(self, account: Account) -> list[str]:
-        return [k.key_id for k in await self.store.list_keys(account.id) if k.active]
+        return [k.key_id for k in await self.accounts.list_keys(account.id) if k.active]
 
     async def usage(self, account: Account) -> list[UsageLine]:
         checks = self._checks(account, await self._key_ids(account))
         if not checks:
             return []
-        decision = await self.store.peek([c for _, c in checks], int(self.clock.now() * US))
+        decision = await self.counters.peek([c for _, c in checks], int(self.clock.now() * US))
         return [
             UsageLine(
                 name=result.name,
@@ -102,7 +106,7 @@ class UsageService:
             unknown = sorted(set(names) - {c.name for c in checks})
             if unknown:
                 raise InvalidInput(f"no limit or budget named {unknown[0]!r} on this plan")
-        await self.store.reset_counters([c.key for c in checks])
+        await self.counters.reset_counters([c.key for c in checks])
         return sorted({c.name for c in checks})
 
     async def grant(self, account: Account, window: Window, rows: int) -> dict[str, Any]:
@@ -115,7 +119,7 @@ class UsageService:
             raise InvalidInput(f"the account's plan has no {window} budget")
         now = self.clock.now()
         label, _, end = budget_window(window, now, self.gate.zone)
-        total = await self.store.add_to_counter(
+        total = await self.counters.add_to_counter(
             f"grant:{account.id}:{window}:{label}", rows, end, int(now * US)
         )
         return {

@@ -54,10 +54,14 @@ class GroupCommitSink:
         self.max_batch = max_batch
         self.sync = sync
         self.retry_max = retry_max
-        self._queue: asyncio.Queue[QueryEvent] | None = None
         self._max_queue = max_queue
         self._task: asyncio.Task[None] | None = None
+        self._buffer: list[QueryEvent] = []
         self._pending: list[QueryEvent] = []
+        self._deadline: float | None = None
+        self._has_data = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._listeners: list[EventListener] = []
         self.written = 0
         self.failures = 0
@@ -68,14 +72,19 @@ class GroupCommitSink:
 
     async def start(self) -> None:
         if self._task is None:
-            self._queue = asyncio.Queue(self._max_queue)
+            self._has_data = asyncio.Event()
+            self._stop = asyncio.Event()
+            self._lock = asyncio.Lock()
             self._task = asyncio.create_task(self._run(), name="modelshield-event-sink")
 
     async def emit(self, event: QueryEvent) -> None:
-        if self.sync or self._queue is None:
+        if self.sync or self._task is None:
             await self._write([event])
             return
-        await self._queue.put(event)  # waits (backpressure) rather than drop when full
+        if len(self._buffer) >= self._max_queue:
+            await self.flush()  # backpressure rather than dropping events
+        self._buffer.append(event)
+        self._has_data.set()
 
     async def _write(self, batch: list[QueryEvent]) -> None:
         await self.store.append_events(batch)
@@ -86,58 +95,60 @@ class GroupCommitSink:
             except Exception:  # a broken listener must not lose events
                 log.exception("event listener failed")
 
-    def _take(self, limit: int) -> None:
-        assert self._queue is not None
-        while len(self._pending) < limit and not self._queue.empty():
-            self._pending.append(self._queue.get_nowait())
-
-    async def _commit_pending(self, deadline: float | None = None) -> None:
-        delay = 0.05
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            if deadline is not None and loop.time() > deadline:
-                log.error("giving up: %d query events could not be written", len(self._pending))
-                return
-            batch = self._pending[: self.max_batch]
-            try:
-                await self._write(batch)
-            except Exception as exc:
-                self.failures += 1
-                log.warning("event commit failed (%d events kept, retrying): %s", len(batch), exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
-                continue
-            del self._pending[: len(batch)]
+    async def _commit(self) -> None:
+        """Write everything buffered so far, retrying with backoff; one commit at a time."""
+        async with self._lock:
+            self._pending.extend(self._buffer)
+            self._buffer.clear()
+            self._has_data.clear()
+            delay = 0.05
+            loop = asyncio.get_running_loop()
+            while self._pending:
+                if self._deadline is not None and loop.time() > self._deadline:
+                    log.error("giving up: %d query events could not be written", len(self._pending))
+                    self._pending.clear()
+                    return
+                batch = self._pending[: self.max_batch]
+                try:
+                    await self._write(batch)
+                except Exception as exc:
+                    self.failures += 1
+                    log.warning(
+                        "event commit failed (%d events kept, retrying): %s",
+                        len(self._pending),
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max)
+                    continue
+                del self._pending[: len(batch)]
 
     async def _run(self) -> None:
-        assert self._queue is not None
-        while True:
-            if not self._pending:
-                self._pending.append(await self._queue.get())
-                await asyncio.sleep(self.flush_interval)
-            self._take(self.max_batch)
-            await self._commit_pending()
+        # No cancellation: a task cancelled inside a driver call (redis-py, for one) may
+        # swallow the CancelledError. close() sets _stop and the loop ends by itself.
+        while not self._stop.is_set():
+            await self._has_data.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.flush_interval)
+            await self._commit()
 
     async def flush(self) -> None:
         """Write everything emitted so far."""
-        if self._queue is None:
-            return
-        self._take(len(self._pending) + self._queue.qsize())
-        await self._commit_pending()
+        if self._task is not None:
+            await self._commit()
 
     async def close(self, timeout: float = 30.0) -> None:
-        """Stop the background task and drain every queued event.
+        """Stop the background task and write every buffered event.
 
-        Writes are idempotent by event id, so a batch interrupted by the cancellation
-        is simply written again. If the store stays unreachable for ``timeout``
-        seconds the remaining events are reported in the log as lost.
+        If the store stays unreachable for ``timeout`` seconds the remaining events are
+        reported in the log as lost.
         """
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._queue is not None:
-            self._take(len(self._pending) + self._queue.qsize())
-            await self._commit_pending(asyncio.get_running_loop().time() + timeout)
-            self._queue = None
+        if task is None:
+            return
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._stop.set()
+        self._has_data.set()
+        await task
+        await self._commit()
+        self._deadline = None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelshield.controls.shaping import check_level
 from modelshield.errors import AuthenticationFailed
 from modelshield.gateway.client_routes import presented_key
 from modelshield.gateway.runtime import Gateway
@@ -39,6 +40,14 @@ class BudgetGrant(BaseModel):
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, max_length=1000)
+
+
+class ShapingChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level: str | None = Field(
+        description="A shaping level of the policy (shaping_levels), or null for the plan's.",
+        examples=["labels-only"],
+    )
 
 
 class Suspension(BaseModel):
@@ -115,6 +124,14 @@ def admin_router() -> APIRouter:
         ref: str, request: Request, body: StatusChange | None = None
     ) -> dict[str, Any]:
         account = await _gateway(request).accounts.unsuspend(ref, body.reason if body else None)
+        return {"account": _account_view(account)}
+
+    @router.post("/accounts/{ref}/shaping", summary="Raise (or clear) an account's shaping")
+    async def set_shaping(ref: str, body: ShapingChange, request: Request) -> dict[str, Any]:
+        gateway = _gateway(request)
+        level = check_level(gateway.policy, body.level)
+        account = await gateway.accounts.resolve(ref)
+        account = await gateway.store.set_account_shaping(account.id, level)
         return {"account": _account_view(account)}
 
     @router.post("/accounts/{ref}/keys/rotate", summary="Issue a new key, revoke the others")

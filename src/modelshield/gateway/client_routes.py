@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from modelshield.controls.query import Prediction, Query
+from modelshield.controls.shaping import output_metadata
 from modelshield.errors import (
     ModelNotFound,
     ModelShieldError,
@@ -80,6 +81,12 @@ _PREDICT_RESPONSE: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "probabilities": {"type": "array", "items": {"type": "number"}},
+                    "classes": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "Class of each probability, when the plan reveals "
+                        "only some classes",
+                    },
                     "label": {"type": "integer"},
                 },
             },
@@ -361,15 +368,10 @@ def client_router() -> APIRouter:
         gateway: Gateway = request.app.state.gateway
         account, _ = await gateway.accounts.authenticate(presented_key(request))
         spec = _model_spec(gateway, account, model)
-        plan = gateway.policy.plans[account.plan]
         backend = gateway.backends[model]
-        outputs: list[dict[str, Any]] = []
-        if "probabilities" in plan.outputs:
-            outputs.append(
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, backend.classes or -1]}
-            )
-        if "label" in plan.outputs:
-            outputs.append({"name": "label", "datatype": "INT64", "shape": [-1]})
+        outputs = output_metadata(
+            gateway.policy, account.plan, account.shaping_level, backend.classes
+        )
         return {
             "name": model,
             "versions": [spec.version],

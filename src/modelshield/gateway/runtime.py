@@ -41,6 +41,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.secrets = secrets or load_secrets(policy)
         self.store = store or open_store(policy.storage.uri)
+        limits_uri = policy.storage.limits_uri
+        self.limits_store: Store = open_store(limits_uri) if limits_uri else self.store
         state_dir = Path(policy.server.state_dir)
         self.backends: dict[str, ModelBackend] = backends or {
             name: build_backend(name, spec, state_dir) for name, spec in policy.models.items()
@@ -51,8 +53,10 @@ class Gateway:
             self.clock,
             plans=policy.plan_names,
         )
-        self.pipeline = Pipeline.from_policy(policy, self.backends, store=self.store)
-        self.usage = UsageService(policy, self.store, self.clock)
+        self.pipeline = Pipeline.from_policy(
+            policy, self.backends, store=self.limits_store, secret=self.secrets.server_secret
+        )
+        self.usage = UsageService(policy, self.store, self.limits_store, self.clock)
         self.metrics = GatewayMetrics()
         events = policy.events
         self.sink = GroupCommitSink(
@@ -66,6 +70,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.limits_store is not self.store:
+            await self.limits_store.open()
         for backend in self.backends.values():
             await backend.load()
         await self.sink.start()
@@ -80,3 +86,5 @@ class Gateway:
                 except Exception:
                     log.exception("closing a model backend failed")
             await self.store.close()
+            if self.limits_store is not self.store:
+                await self.limits_store.close()

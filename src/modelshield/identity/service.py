@@ -20,7 +20,7 @@ from modelshield.clock import Clock
 from modelshield.errors import AccountNotFound, AuthenticationFailed, InvalidInput
 from modelshield.identity.keys import IssuedKey, issue_key, parse_key_id, verify_key
 from modelshield.identity.records import Account, ApiKey
-from modelshield.storage.base import Store
+from modelshield.storage.base import LimiterStore, Store
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
@@ -35,6 +35,8 @@ class AccountService:
 
     def __init__(self, store: Store, secret: bytes, clock: Clock, *, plans: Sequence[str]) -> None:
         self.store = store
+        self.counters: LimiterStore = store
+        """Where rate-limit and budget counters live (``storage.limits_uri``)."""
         self._secret = secret
         self.clock = clock
         self.plans = list(plans)

@@ -14,14 +14,29 @@ DEMO_POLICY: dict[str, Any] = {
         "digits": {
             "backend": {"kind": "demo", "name": "digits"},
             "version": "1",
-            "input": {"name": "input-0", "datatype": "FP32", "features": 64, "min": 0, "max": 16},
+            "input": {
+                "name": "input-0",
+                "datatype": "FP32",
+                "features": 64,
+                "min": 0,
+                "max": 16,
+                # pixel intensities are whole numbers: a row moved by under 0.5 per pixel
+                # is the same image, and gets the same answer
+                "resolution": 1.0,
+                "snap": True,
+            },
         }
     },
     "plans": {
         "free": {
-            "description": "Default demo plan: probabilities and label.",
+            "description": "Default demo plan: top-3 perturbed probabilities (3 decimals, "
+            "2% keyed noise) and the label.",
             "outputs": ["probabilities", "label"],
             "max_batch_rows": 64,
+            "shaping": {
+                "perturb": [{"kind": "noise", "level": 0.02}],
+                "minimize": {"top_k": 3, "decimals": 3},
+            },
         },
         "labels": {
             "description": "Label-only answers.",
@@ -30,6 +45,14 @@ DEMO_POLICY: dict[str, Any] = {
         },
     },
     "default_plan": "free",
+    "shaping_levels": {
+        # an account's shaping level adds one of these on top of its plan's shaping
+        "degraded": {
+            "perturb": [{"kind": "noise", "level": 0.05}],
+            "minimize": {"top_k": 1, "decimals": 2},
+        },
+        "labels-only": {"label_only": True},
+    },
 }
 
 

@@ -56,11 +56,16 @@ class ServerSettings(Strict):
 
 class StorageSettings(Strict):
     uri: str = Field(default="sqlite:///.modelshield/modelshield.db", min_length=1)
+    limits_uri: str | None = Field(
+        default=None,
+        description="Separate store for rate-limit and budget counters, e.g. redis:// shared "
+        "by replicas while accounts stay in uri (default: uri).",
+    )
 
-    @field_validator("uri")
+    @field_validator("uri", "limits_uri")
     @classmethod
-    def _has_scheme(cls, value: str) -> str:
-        if not re.match(r"^[a-z][a-z0-9+.\-]*://", value):
+    def _has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z][a-z0-9+.\-]*://", value):
             raise ValueError("must be a URI such as memory:// or sqlite:///path/to.db")
         return value
 
@@ -128,9 +133,14 @@ class InputSpec(Strict):
     max: float | None = Field(default=None, description="Largest allowed feature value.")
     resolution: float = Field(
         default=1e-3,
-        gt=0.0,
+        gt=0,
         description="Step of the canonical input that keys shaping noise: rows that round to "
-        "the same multiples of it get identical answers (DESIGN invariant 2).",
+        "the same multiples of it get the same noise (DESIGN invariant 2).",
+    )
+    snap: bool = Field(
+        default=False,
+        description="Have the model answer the canonical row (each feature rounded to the "
+        "resolution, kept within min/max), so jitter below the resolution changes nothing.",
     )
 
     @model_validator(mode="after")

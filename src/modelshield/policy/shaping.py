@@ -53,8 +53,8 @@ class NoiseSpec(_Strict):
 
     kind: Literal["noise"]
     level: float = Field(
-        ge=0.0,
-        le=1.0,
+        ge=0,
+        le=1,
         description="L1 change per row: 0.02 moves 1% of the probability mass (L1 = 2%).",
     )
 
@@ -63,8 +63,8 @@ class ReverseSigmoidSpec(_Strict):
     """Reverse sigmoid (Lee et al. 2019), with the top-1 label kept."""
 
     kind: Literal["reverse_sigmoid"]
-    beta: float = Field(default=0.7, gt=0.0, le=100.0, description="Magnitude.")
-    gamma: float = Field(default=0.4, gt=0.0, le=100.0, description="Convergence (slope).")
+    beta: float = Field(default=0.7, gt=0, le=100, description="Magnitude.")
+    gamma: float = Field(default=0.4, gt=0, le=100, description="Convergence (slope).")
 
 
 class MisinformationSpec(_Strict):
@@ -73,15 +73,15 @@ class MisinformationSpec(_Strict):
     kind: Literal["misinformation"]
     threshold: float = Field(
         default=0.5,
-        gt=0.0,
-        lt=1.0,
+        gt=0,
+        lt=1,
         description="Top-1 probability below which an answer is treated as out of distribution.",
     )
     sharpness: float = Field(
-        default=20.0, gt=0.0, le=1000.0, description="How fast misinformation ramps up."
+        default=20.0, gt=0, le=1000, description="How fast misinformation ramps up."
     )
     strength: float = Field(
-        default=1.0, gt=0.0, le=1.0, description="Share of the answer replaced at low confidence."
+        default=1.0, gt=0, le=1, description="Share of the answer replaced at low confidence."
     )
 
 
@@ -101,8 +101,8 @@ class MinimizationSpec(_Strict):
     )
     floor: float | None = Field(
         default=None,
-        gt=0.0,
-        lt=1.0,
+        gt=0,
+        lt=1,
         description="Drop classes whose probability is below this (the top-1 always stays).",
     )
     renormalize: bool = Field(

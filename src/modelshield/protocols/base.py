@@ -63,3 +63,35 @@ def numeric_array(data: Any, where: str) -> FloatArray:
         raise InvalidInput(f"{where}: data must be numbers")
     result: FloatArray = array.astype(np.float64, copy=False)
     return result
+
+
+def revealed_answer(
+    prediction: Prediction, spec: ModelSpec
+) -> tuple[list[list[float]], list[list[int]] | None]:
+    """Per row: the probabilities to send and, after top-k/floor minimization, their classes.
+
+    Rounded answers are written with exactly their decimals (``0.302``, not the FP32
+    neighbour ``0.30199998617172241``); others as FP32 values. Classes are class labels
+    (``spec.class_labels``, default the column index); ``-1`` with probability 0 pads
+    rows that reveal fewer classes than the widest row of the batch.
+
+    Example:
+        >>> import numpy as np
+        >>> from modelshield.policy import demo_policy
+        >>> p = Prediction.from_probabilities(np.array([[0.75, 0.25]]), None, ["probabilities"])
+        >>> revealed_answer(p, demo_policy().models["digits"])
+        ([[0.75, 0.25]], None)
+    """
+    values = prediction.probabilities
+    if prediction.decimals is not None:
+        probabilities: list[list[float]] = np.round(values, prediction.decimals).tolist()
+    else:
+        probabilities = values.astype(np.float32).tolist()
+    if prediction.columns is None:
+        return probabilities, None
+    columns = prediction.columns
+    if spec.class_labels:
+        table = np.asarray(spec.class_labels, dtype=np.int64)
+        columns = np.where(columns >= 0, table[np.maximum(columns, 0)], -1)
+    classes: list[list[int]] = columns.tolist()
+    return probabilities, classes

@@ -11,6 +11,20 @@ Response::
     {"model_name": "digits", "model_version": "1", "id": "r1",
      "outputs": [{"name": "probabilities", "shape": [1, 10], "datatype": "FP32", "data": [...]},
                  {"name": "label", "shape": [1], "datatype": "INT64", "data": [3]}]}
+
+When the plan reveals only some classes (``minimize: {top_k: k}`` or a ``floor``), the
+answer says which: ``probabilities`` is ``[N, k]`` FP32, in descending order with the
+top-1 first, and a ``classes`` output ``[N, k]`` INT64 holds the class label of each
+column::
+
+     "outputs": [{"name": "probabilities", "shape": [1, 3], "datatype": "FP32",
+                  "data": [0.953, 0.021, 0.011]},
+                 {"name": "classes", "shape": [1, 3], "datatype": "INT64", "data": [3, 5, 8]},
+                 {"name": "label", "shape": [1], "datatype": "INT64", "data": [3]}]
+
+With a floor, rows reveal different numbers of classes; shorter rows are padded to the
+widest row of the batch with class ``-1`` and probability ``0`` (never to the model's
+class count). Rounded probabilities are written with exactly their decimals.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from modelshield.protocols.base import (
     DecodedRequest,
     numeric_array,
     parse_json_object,
+    revealed_answer,
 )
 
 
@@ -59,7 +74,7 @@ class OipV2Codec:
         if name != spec.input.name:
             raise InvalidInput(f"unknown input {name!r}; expected {spec.input.name!r}")
         datatype = tensor.get("datatype")
-        if datatype not in FLOAT_DATATYPES:
+        if not isinstance(datatype, str) or datatype not in FLOAT_DATATYPES:
             raise InvalidInput(
                 f"{name}: datatype {datatype!r} is not accepted; expected {spec.input.datatype}"
             )
@@ -101,15 +116,25 @@ class OipV2Codec:
         n = int(prediction.labels.shape[0])
         for output in prediction.outputs:
             if output == "probabilities":
-                probs = prediction.probabilities.astype(np.float32)
+                probs, classes = revealed_answer(prediction, spec)
+                shape = [n, int(prediction.probabilities.shape[1])]
                 outputs.append(
                     {
                         "name": "probabilities",
-                        "shape": [n, int(probs.shape[1])],
+                        "shape": shape,
                         "datatype": "FP32",
-                        "data": probs.ravel().tolist(),
+                        "data": [v for row in probs for v in row],
                     }
                 )
+                if classes is not None:
+                    outputs.append(
+                        {
+                            "name": "classes",
+                            "shape": shape,
+                            "datatype": "INT64",
+                            "data": [c for row in classes for c in row],
+                        }
+                    )
             elif output == "label":
                 outputs.append(
                     {

@@ -3,18 +3,27 @@
 Each instance is a row of numbers or an object ``{"<input name>": [...]}``; each
 prediction is an object holding the outputs the caller's plan allows, e.g.
 ``{"probabilities": [...], "label": 3}``.
+
+When the plan reveals only some classes (``minimize: {top_k: k}`` or a ``floor``),
+``probabilities`` lists the revealed ones in descending order (top-1 first) and
+``classes`` their class labels, e.g. ``{"probabilities": [0.953, 0.021, 0.011],
+"classes": [3, 5, 8], "label": 3}``; with a floor, each prediction has its own length
+(no padding). Rounded probabilities are written with exactly their decimals.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from modelshield.controls.query import Prediction
 from modelshield.errors import MalformedRequest
 from modelshield.policy.schema import ModelSpec
-from modelshield.protocols.base import DecodedRequest, numeric_array, parse_json_object
+from modelshield.protocols.base import (
+    DecodedRequest,
+    numeric_array,
+    parse_json_object,
+    revealed_answer,
+)
 
 
 class V1Codec:
@@ -49,13 +58,19 @@ class V1Codec:
     def encode(
         self, model: str, spec: ModelSpec, prediction: Prediction, request_id: str | None
     ) -> dict[str, Any]:
-        probabilities = prediction.probabilities.astype(np.float32).tolist()
+        probabilities, classes = revealed_answer(prediction, spec)
+        revealed = None if prediction.columns is None else (prediction.columns >= 0).sum(axis=1)
         labels = prediction.labels.tolist()
         predictions: list[dict[str, Any]] = []
         for i, label in enumerate(labels):
             item: dict[str, Any] = {}
             if "probabilities" in prediction.outputs:
-                item["probabilities"] = probabilities[i]
+                if classes is None or revealed is None:
+                    item["probabilities"] = probabilities[i]
+                else:  # padding is at the end of a row: drop it
+                    width = int(revealed[i])
+                    item["probabilities"] = probabilities[i][:width]
+                    item["classes"] = classes[i][:width]
             if "label" in prediction.outputs:
                 item["label"] = label
             predictions.append(item)

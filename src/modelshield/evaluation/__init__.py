@@ -1,0 +1,1 @@
+"""Evaluation: what the protection costs legitimate users, and what it denies attackers."""
