@@ -24,8 +24,9 @@ def keep_top1(shaped: FloatArray, top: IndexArray) -> FloatArray:
     """Make ``top[i]`` the strictly largest entry of row ``i`` again (in place, returned).
 
     A row whose largest entry moved elsewhere gets the two values swapped (the row
-    stays a distribution with the same values); a tie with the top-1 is broken by moving
-    a relative 1e-6 of the tied value from the (last) competitor to the top-1.
+    stays a distribution with the same values). A tie with the top-1 (in FP32, as sent)
+    is broken by moving a relative 1e-6 of the top-1's value to it from all the other
+    entries in proportion, which keeps their order and the row's sum.
     """
     rows = np.arange(shaped.shape[0])
     moved = shaped.argmax(axis=1) != top
@@ -38,14 +39,14 @@ def keep_top1(shaped: FloatArray, top: IndexArray) -> FloatArray:
     as_sent = shaped.astype(np.float32)
     best = as_sent[rows, top].copy()
     as_sent[rows, top] = -np.inf
-    # the last of equal runners gives way, so rows sorted in descending order stay sorted
-    runner = as_sent.shape[1] - 1 - as_sent[:, ::-1].argmax(axis=1)
-    tied = as_sent[rows, runner] >= best
+    tied = as_sent.max(axis=1) >= best
     if tied.any():
         where = rows[tied]
-        delta = shaped[where, top[where]] * _GAP
-        shaped[where, top[where]] += delta
-        shaped[where, runner[tied]] -= delta
+        value = shaped[where, top[where]]
+        delta = value * _GAP
+        rest = shaped[where].sum(axis=1) - value  # >= the tied competitor > 0
+        shaped[where] *= (1.0 - delta / rest)[:, None]
+        shaped[where, top[where]] = value + delta
     return shaped
 
 
