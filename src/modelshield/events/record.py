@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 Outcome = Literal["answered", "denied", "error"]
 
 
@@ -44,6 +46,14 @@ class QueryEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Compact JSON (orjson serializes the dataclass directly: the hot path)."""
+        return orjson.dumps(self).decode("utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> QueryEvent:
+        return cls.from_dict(orjson.loads(text))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QueryEvent:

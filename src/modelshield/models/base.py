@@ -66,10 +66,15 @@ def as_probabilities(values: object, rows: int) -> FloatArray:
         array = array.reshape(1, -1)
     if array.ndim != 2 or array.shape[0] != rows or array.shape[1] < 2:
         raise UpstreamError(f"model returned shape {list(array.shape)}, expected [{rows}, C>=2]")
-    if not np.all(np.isfinite(array)) or np.any(array < -1e-6):
-        raise UpstreamError("model returned non-finite or negative probabilities")
+    # three reductions cover it all: NaN fails every comparison, inf breaks the sums
+    smallest = float(array.min())
     sums = array.sum(axis=1)
-    if np.any(np.abs(sums - 1.0) > 1e-3):
+    if not smallest >= -1e-6:
+        raise UpstreamError("model returned non-finite or negative probabilities")
+    if not float(np.abs(sums - 1.0).max()) <= 1e-3:
         raise UpstreamError("model returned rows that do not sum to 1")
-    clipped: FloatArray = np.clip(array, 0.0, None) / np.clip(sums, 1e-12, None)[:, None]
-    return clipped
+    if smallest < 0.0:
+        array = np.clip(array, 0.0, None)
+        sums = array.sum(axis=1)
+    normalized: FloatArray = array / sums[:, None]
+    return normalized

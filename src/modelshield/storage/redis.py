@@ -255,7 +255,7 @@ class RedisStore:
             args += [
                 event.event_id,
                 event.account_id or "",
-                json.dumps(event.to_dict(), separators=(",", ":")),
+                event.to_json(),
             ]
         await self._script("APPEND_EVENTS", [self._k("events"), self._k("events-count")], args)
 
@@ -263,7 +263,7 @@ class RedisStore:
         entries = await self._call(
             lambda: self._client.xrevrange(self._k("events", account_id), count=limit)
         )
-        return [QueryEvent.from_dict(json.loads(fields["event"])) for _, fields in entries]
+        return [QueryEvent.from_json(fields["event"]) for _, fields in entries]
 
     async def count_events(self, account_id: str | None = None) -> int:
         key = self._k("events-count") if account_id is None else self._k("events-count", account_id)

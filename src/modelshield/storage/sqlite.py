@@ -117,6 +117,7 @@ class SQLiteStore:
         self._synchronous = sync
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._decisions = 0
 
     # plumbing ---------------------------------------------------------------
@@ -167,6 +168,14 @@ class SQLiteStore:
 
     async def open(self) -> None:
         await self._run(lambda conn: None)
+        if self._reader is None:
+            # WAL readers never wait for the writer: the per-request credential lookup
+            # runs on the caller's thread, without a hop to the writer thread.
+            reader = sqlite3.connect(
+                self.path, timeout=1.0, isolation_level=None, check_same_thread=False
+            )
+            reader.execute("PRAGMA query_only=1")
+            self._reader = reader
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
@@ -180,6 +189,9 @@ class SQLiteStore:
 
         await asyncio.get_running_loop().run_in_executor(executor, shut)
         executor.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -281,13 +293,17 @@ class SQLiteStore:
     async def find_credential(self, key_id: str) -> tuple[ApiKey, Account] | None:
         key_cols = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
         acc_cols = ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_COLUMNS.split(","))
-        row = await self._run(
-            lambda conn: conn.execute(
-                f"SELECT {key_cols}, {acc_cols} FROM api_keys k "
-                "JOIN accounts a ON a.id = k.account_id WHERE k.key_id=?",
-                (key_id,),
-            ).fetchone()
+        sql = (
+            f"SELECT {key_cols}, {acc_cols} FROM api_keys k "
+            "JOIN accounts a ON a.id = k.account_id WHERE k.key_id=?"
         )
+        if self._reader is None:
+            row = await self._run(lambda conn: conn.execute(sql, (key_id,)).fetchone())
+        else:
+            try:
+                row = self._reader.execute(sql, (key_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
         if row is None:
             return None
         return _key(row[:6]), _account(row[6:])
@@ -437,10 +453,7 @@ class SQLiteStore:
     async def append_events(self, events: Sequence[QueryEvent]) -> None:
         if not events:
             return
-        rows = [
-            (e.event_id, e.time, e.account_id, json.dumps(e.to_dict(), separators=(",", ":")))
-            for e in events
-        ]
+        rows = [(e.event_id, e.time, e.account_id, e.to_json()) for e in events]
 
         def work(conn: sqlite3.Connection) -> None:
             self._transaction(
@@ -461,7 +474,7 @@ class SQLiteStore:
                 (account_id, limit),
             ).fetchall()
         )
-        return [QueryEvent.from_dict(json.loads(r[0])) for r in rows]
+        return [QueryEvent.from_json(r[0]) for r in rows]
 
     async def count_events(self, account_id: str | None = None) -> int:
         if account_id is None:
