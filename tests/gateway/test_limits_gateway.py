@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import GatewayClient, bearer, make_policy, v2_body
 
+from helpers import GatewayClient, bearer, make_policy, v2_body
 from modelshield.clock import FakeClock
 
 LIMITED: dict[str, Any] = {

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+
 from helpers import (
     REDIS_URL,
     GatewayClient,
@@ -28,7 +29,6 @@ from helpers import (
     require_service,
     v2_body,
 )
-
 from modelshield.clock import FakeClock
 from modelshield.gateway.app import create_app
 
