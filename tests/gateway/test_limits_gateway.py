@@ -227,3 +227,35 @@ def test_policy_refuses_a_burst_smaller_than_a_batch(tmp_path: Path) -> None:
             },
         )
     assert "plans.p.rate_limits.0.burst" in str(info.value)
+
+
+async def test_demo_policy_stops_a_hammering_client_but_never_a_person(
+    app_client_factory: Callable[..., Awaitable[GatewayClient]],
+    policy: Any,
+    tmp_path: Path,
+    digits_rows: np.ndarray,
+    clock: FakeClock,
+) -> None:
+    from modelshield.policy import DEMO_POLICY, policy_from_mapping
+
+    demo = policy_from_mapping(
+        {
+            **DEMO_POLICY,
+            "server": {**DEMO_POLICY["server"], "state_dir": str(tmp_path / "state")},
+            "storage": {"uri": "memory://"},
+        }
+    )
+    gw = await app_client_factory(demo)
+    _, person = await gw.account("person")
+    for _ in range(60):  # a request by hand every few seconds, some with a few rows
+        assert (await post(gw, person, digits_rows[:3])).status_code == 200
+        clock.advance(3.0)
+    _, script = await gw.account("script")
+    started = clock.now()
+    while True:  # a tight loop: one request every 5 ms
+        response = await post(gw, script, digits_rows[:1])
+        if response.status_code == 429:
+            break
+        clock.advance(0.005)
+        assert clock.now() - started < 5.0, "the hammering client was never limited"
+    assert clock.now() - started < 2.0

@@ -6,6 +6,15 @@ from typing import Any
 
 from modelshield.policy.schema import Policy
 
+# rows: 100 at once, then 2 per second per account; 200 then 4/s per client address;
+# the whole model 5000 then 200/s
+DEMO_RATE_LIMITS: list[dict[str, Any]] = [
+    {"name": "burst", "scope": "account", "rate": 2, "per": "1s", "burst": 100},
+    {"name": "per-address", "scope": "client", "rate": 4, "per": "1s", "burst": 200},
+    {"name": "model-wide", "scope": "model", "rate": 200, "per": "1s", "burst": 5000},
+]
+DEMO_BUDGETS: dict[str, Any] = {"day": 20_000, "month": 200_000, "soft_threshold": 0.8}
+
 DEMO_POLICY: dict[str, Any] = {
     "version": 1,
     "server": {"state_dir": ".modelshield", "max_body_bytes": 1_048_576, "max_batch_rows": 256},
@@ -37,11 +46,17 @@ DEMO_POLICY: dict[str, Any] = {
                 "perturb": [{"kind": "noise", "level": 0.02}],
                 "minimize": {"top_k": 3, "decimals": 3},
             },
+            # A person with curl never meets these; a script hammering the demo meets a
+            # 429 within a second or two.
+            "rate_limits": DEMO_RATE_LIMITS,
+            "budgets": DEMO_BUDGETS,
         },
         "labels": {
             "description": "Label-only answers.",
             "outputs": ["label"],
             "max_batch_rows": 64,
+            "rate_limits": DEMO_RATE_LIMITS,
+            "budgets": DEMO_BUDGETS,
         },
     },
     "default_plan": "free",
