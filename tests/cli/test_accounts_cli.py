@@ -106,3 +106,33 @@ def test_bad_config_file_is_reported(tmp_path: Path) -> None:
     assert f"error: {bad}: models: must have at least 1 entry" in result.output
     missing = run(tmp_path / "nope.yaml", "accounts", "list")
     assert missing.exit_code == 2 and "policy file not found" in missing.output
+
+
+def test_usage_grant_reset_and_throttle_commands(tmp_path: Path, config: Path) -> None:
+    data = yaml.safe_load(config.read_text())
+    data["plans"]["free"] = {
+        "max_batch_rows": 4,
+        "budgets": {"day": 50, "month": 500},
+        "rate_limits": [{"name": "burst", "rate": 1, "burst": 10}],
+    }
+    config.write_text(yaml.safe_dump(data))
+    assert run(config, "accounts", "create", "meter").exit_code == 0
+    usage = json.loads(run(config, "accounts", "usage", "meter", "--json").output)
+    assert {(u["name"], u["kind"], u["limit"]) for u in usage} == {
+        ("burst", "rate", 10),
+        ("day", "budget", 50),
+        ("month", "budget", 500),
+    }
+    table = run(config, "accounts", "usage", "meter").output
+    assert "burst" in table and "RESETS IN" in table
+    granted = run(config, "accounts", "grant", "meter", "--window", "day", "--rows", "25")
+    assert granted.exit_code == 0 and "+25 rows" in granted.output
+    usage = json.loads(run(config, "accounts", "usage", "meter", "--json").output)
+    assert next(u for u in usage if u["name"] == "day")["limit"] == 75
+    reset = run(config, "accounts", "reset-usage", "meter", "--limit", "day")
+    assert reset.exit_code == 0 and "reset: day" in reset.output
+    no_budget = run(config, "accounts", "grant", "meter", "--window", "lifetime", "--rows", "5")
+    assert no_budget.exit_code == 2 and "no lifetime budget" in no_budget.output
+    assert "0.5 of the plan" in run(config, "accounts", "throttle", "meter", "0.5").output
+    assert "cleared" in run(config, "accounts", "throttle", "meter", "--clear").output
+    assert run(config, "accounts", "throttle", "meter").exit_code == 2

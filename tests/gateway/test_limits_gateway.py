@@ -259,3 +259,25 @@ async def test_demo_policy_stops_a_hammering_client_but_never_a_person(
         clock.advance(0.005)
         assert clock.now() - started < 5.0, "the hammering client was never limited"
     assert clock.now() - started < 2.0
+
+
+async def test_throttled_account_gets_a_fraction_of_its_rates(
+    build: Callable[..., Awaitable[GatewayClient]], digits_rows: np.ndarray, clock: FakeClock
+) -> None:
+    gw = await build(
+        {
+            "max_batch_rows": 4,
+            "rate_limits": [{"name": "burst", "rate": 1, "per": "1s", "burst": 40}],
+        }
+    )
+    account_id, key = await gw.account()
+    throttled = await gw.admin("POST", f"/accounts/{account_id}/throttle", json={"throttle": 0.1})
+    assert throttled.json()["account"]["throttle"] == 0.1
+    assert (await post(gw, key, digits_rows[:4])).status_code == 200
+    denied = await post(gw, key, digits_rows[:1])  # 4 of 40 * 0.1 rows used up
+    assert denied.status_code == 429 and denied.headers["retry-after"] == "10"
+    bad = await gw.admin("POST", f"/accounts/{account_id}/throttle", json={"throttle": 2})
+    assert bad.status_code == 422
+    await gw.admin("POST", f"/accounts/{account_id}/throttle", json={"throttle": None})
+    clock.advance(1.0)
+    assert (await post(gw, key, digits_rows[:4])).status_code == 200

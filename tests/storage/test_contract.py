@@ -190,3 +190,12 @@ async def test_sqlite_migrates_a_database_from_before_shaping_levels(tmp_path: o
         assert old is not None and old.shaping_level is None and old.metadata == {}
     finally:
         await store.close()
+
+
+async def test_throttle_is_stored_and_cleared(store: Store) -> None:
+    await store.create_account(account(1), issue_key(SECRET, "acc_0001", now=0).record)
+    assert (await store.set_account_throttle("acc_0001", 0.25)).throttle == 0.25
+    assert (await store.get_account("acc_0001")).throttle == 0.25  # type: ignore[union-attr]
+    assert (await store.set_account_throttle("acc_0001", None)).throttle is None
+    with pytest.raises(AccountNotFound):
+        await store.set_account_throttle("acc_nope", 0.5)

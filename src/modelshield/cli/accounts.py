@@ -293,3 +293,21 @@ def grant(ref: str, window: str, rows: int, config: str | None) -> None:
     click.echo(
         f"{window} budget ({result['period']}): +{result['granted_rows']} rows granted, {until}"
     )
+
+
+@accounts.command("throttle")
+@click.argument("ref")
+@click.argument("fraction", type=click.FloatRange(0, 1, min_open=True), required=False)
+@click.option("--clear", is_flag=True, help="Give the account its plan's full rates again.")
+@config_option
+def throttle(ref: str, fraction: float | None, clear: bool, config: str | None) -> None:
+    """Give account REF only FRACTION (0-1] of its plan's rate limits."""
+    if (fraction is None) == (not clear):
+        raise click.UsageError("give a FRACTION or --clear")
+
+    async def body(service: AccountService, policy: Policy) -> Account:
+        return await service.throttle(ref, None if clear else fraction)
+
+    account = with_accounts(config, body)
+    state = "cleared" if account.throttle is None else f"{account.throttle:g} of the plan's rates"
+    click.echo(f"{account.id} throttle {state}")

@@ -99,17 +99,33 @@ class LimitsGate:
         self.zone = ZoneInfo(policy.limits_timezone)
 
     # building checks -----------------------------------------------------------
-    def rate_checks(self, plan: Plan, subject: Subject, cost: int) -> list[Check]:
-        return [
-            RateCheck(
-                key=f"rate:{subject.scope_key(limit)}:{limit.name}",
-                name=limit.name,
-                cost=cost,
-                interval=limit.interval_us,
-                burst=limit.burst_rows,
+    def rate_checks(
+        self, plan: Plan, subject: Subject, cost: int, throttle: float | None = None
+    ) -> list[Check]:
+        """One GCRA check per rate limit.
+
+        A throttled account gets ``throttle`` of the rate and burst of its own account and
+        key limits, in separate buckets: lifting the throttle returns it to its normal
+        buckets rather than leaving it the debt of a slower rate.
+        """
+        checks: list[Check] = []
+        for limit in plan.rate_limits:
+            interval, burst = limit.interval_us, limit.burst_rows
+            suffix = ""
+            if throttle is not None and limit.scope in {"account", "key"}:
+                interval = max(1, round(interval / throttle))
+                burst = max(1, int(burst * throttle))
+                suffix = f":throttled-{throttle:g}"
+            checks.append(
+                RateCheck(
+                    key=f"rate:{subject.scope_key(limit)}:{limit.name}{suffix}",
+                    name=limit.name,
+                    cost=cost,
+                    interval=interval,
+                    burst=burst,
+                )
             )
-            for limit in plan.rate_limits
-        ]
+        return checks
 
     def budget_checks(self, plan: Plan, account_id: str, now: float, cost: int) -> list[Check]:
         if plan.budgets is None:
@@ -132,7 +148,7 @@ class LimitsGate:
     def checks(self, query: Query, cost: int) -> list[Check]:
         plan = query.plan
         return [
-            *self.rate_checks(plan, Subject.of(query), cost),
+            *self.rate_checks(plan, Subject.of(query), cost, query.account.throttle),
             *self.budget_checks(plan, query.account.id, query.time, cost),
         ]
 
@@ -141,6 +157,8 @@ class LimitsGate:
         plan = query.plan
         if not plan.rate_limits and plan.budgets is None:
             return
+        if query.account.throttle is not None:
+            query.controls.append("throttle")
         checks = self.checks(query, query.row_count)
         now = int(query.time * US)
         try:

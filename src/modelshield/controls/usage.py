@@ -72,7 +72,7 @@ class UsageService:
             else:
                 subjects = [("account", Subject(account.id, "-", None, "-"))]
             for scope, subject in subjects:
-                checks = self.gate.rate_checks(plan, subject, 0)
+                checks = self.gate.rate_checks(plan, subject, 0, account.throttle)
                 found.append((scope, next(c for c in checks if c.name == limit.name)))
         found += [("account", c) for c in self.gate.budget_checks(plan, account.id, now, 0)]
         return found

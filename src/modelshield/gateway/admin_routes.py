@@ -37,6 +37,13 @@ class BudgetGrant(BaseModel):
     rows: int = Field(gt=0, le=1_000_000_000)
 
 
+class Throttle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    throttle: float | None = Field(
+        description="Fraction (0, 1] of the plan's rate limits; null lifts the throttle."
+    )
+
+
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, max_length=1000)
@@ -160,6 +167,11 @@ def admin_router() -> APIRouter:
         account = await gateway.accounts.resolve(ref)
         recent = await gateway.store.recent_events(account.id, limit)
         return {"events": [e.to_dict() for e in recent]}
+
+    @router.post("/accounts/{ref}/throttle", summary="Tighten (or restore) rate limits")
+    async def throttle(ref: str, body: Throttle, request: Request) -> dict[str, Any]:
+        account = await _gateway(request).accounts.throttle(ref, body.throttle)
+        return {"account": _account_view(account)}
 
     @router.get("/accounts/{ref}/usage", summary="Usage against each limit and budget")
     async def usage(ref: str, request: Request) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class Account:
     metadata: dict[str, Any] = field(default_factory=dict)
     shaping_level: str | None = None
     """A stronger shaping level set by an operator or the responder (None: the plan's)."""
+    throttle: float | None = None
+    """Fraction (0, 1] of the plan's rate limits this account gets (None: all of them)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -106,6 +106,13 @@ class AccountService:
         account = await self.resolve(ref)
         return await self.store.set_account_status(account.id, "active", reason, self.clock.now())
 
+    async def throttle(self, ref: str, fraction: float | None) -> Account:
+        """Give account ``ref`` only ``fraction`` of its plan's rate limits (None: lift)."""
+        if fraction is not None and not 0.0 < fraction <= 1.0:
+            raise InvalidInput("throttle: must be > 0 and <= 1 (a fraction of the plan's rates)")
+        account = await self.resolve(ref)
+        return await self.store.set_account_throttle(account.id, fraction)
+
     async def rotate_key(self, ref: str) -> tuple[Account, IssuedKey, list[str]]:
         """Issue a new key and revoke the account's other keys in one store operation."""
         account = await self.resolve(ref)

@@ -83,6 +83,10 @@ class Store(LimiterStore, Protocol):
         """Set (or clear with None) the account's shaping level; effective on its next request."""
         ...
 
+    async def set_account_throttle(self, account_id: str, throttle: float | None) -> Account:
+        """Scale the account's rate limits by ``throttle`` (None: back to the plan's)."""
+        ...
+
     # keys -----------------------------------------------------------------
     async def get_key(self, key_id: str) -> ApiKey | None: ...
 

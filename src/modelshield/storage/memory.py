@@ -88,6 +88,15 @@ class MemoryStore:
             self._accounts[account_id] = updated
             return updated
 
+    async def set_account_throttle(self, account_id: str, throttle: float | None) -> Account:
+        with self._lock:
+            account = self._accounts.get(account_id)
+            if account is None:
+                raise AccountNotFound(f"no account {account_id}")
+            updated = dataclasses.replace(account, throttle=throttle)
+            self._accounts[account_id] = updated
+            return updated
+
     async def get_key(self, key_id: str) -> ApiKey | None:
         return self._keys.get(key_id)
 

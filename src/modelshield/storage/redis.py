@@ -25,7 +25,7 @@ from modelshield.storage.limiter import US, Check, CheckResult, Decision, RateCh
 
 T = TypeVar("T")
 
-_ACCOUNT_FLOATS = {"created_at", "status_changed_at"}
+_ACCOUNT_FLOATS = {"created_at", "status_changed_at", "throttle"}
 _KEY_FLOATS = {"created_at", "revoked_at"}
 
 
@@ -195,6 +195,10 @@ class RedisStore:
 
     async def set_account_shaping(self, account_id: str, level: str | None) -> Account:
         return await self._update_account(account_id, ["shaping_level", level or ""])
+
+    async def set_account_throttle(self, account_id: str, throttle: float | None) -> Account:
+        value = "" if throttle is None else repr(float(throttle))
+        return await self._update_account(account_id, ["throttle", value])
 
     # keys -------------------------------------------------------------------
     async def get_key(self, key_id: str) -> ApiKey | None:

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     status_reason TEXT,
     status_changed_at REAL,
     metadata TEXT NOT NULL DEFAULT '{}',
-    shaping_level TEXT
+    shaping_level TEXT,
+    throttle REAL
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY,
@@ -77,10 +78,10 @@ CREATE TABLE IF NOT EXISTS counters (
 
 _ACCOUNT_COLUMNS = (
     "id, name, plan, created_at, email, organisation, signup_address, signup_user_agent, "
-    "tos_version, status, status_reason, status_changed_at, metadata, shaping_level"
+    "tos_version, status, status_reason, status_changed_at, metadata, shaping_level, throttle"
 )
 # columns added after the first release: (table, column, declaration)
-_MIGRATIONS = [("accounts", "shaping_level", "TEXT")]
+_MIGRATIONS = [("accounts", "shaping_level", "TEXT"), ("accounts", "throttle", "REAL")]
 _KEY_COLUMNS = "key_id, account_id, digest, created_at, revoked_at, label"
 
 
@@ -263,10 +264,18 @@ class SQLiteStore:
         return _account(row)
 
     async def set_account_shaping(self, account_id: str, level: str | None) -> Account:
+        return await self._set_account_column(account_id, "shaping_level", level)
+
+    async def set_account_throttle(self, account_id: str, throttle: float | None) -> Account:
+        return await self._set_account_column(account_id, "throttle", throttle)
+
+    async def _set_account_column(
+        self, account_id: str, column: str, value: str | float | None
+    ) -> Account:
         def work(conn: sqlite3.Connection) -> Any:
             def body() -> Any:
                 cur = conn.execute(
-                    "UPDATE accounts SET shaping_level=? WHERE id=?", (level, account_id)
+                    f"UPDATE accounts SET {column}=? WHERE id=?", (value, account_id)
                 )
                 if cur.rowcount == 0:
                     return None
