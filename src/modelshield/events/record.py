@@ -17,6 +17,7 @@ class QueryEvent:
 
     Per-row statistics (``top1``, ``margin``, ``entropy``) describe the model's
     prediction before shaping; ``controls`` names every gate or shaper that acted.
+    ``sketch`` replaces the raw input for monitoring: raw inputs are never stored.
 
     Example:
         >>> QueryEvent(event_id="e1", time=0.0, model="digits", outcome="denied",
@@ -39,6 +40,8 @@ class QueryEvent:
     top1: list[int] = field(default_factory=list)
     margin: list[float] = field(default_factory=list)
     entropy: list[float] = field(default_factory=list)
+    sketch: list[list[float]] = field(default_factory=list)
+    """Per-row 16-dim random projection of the input (:mod:`modelshield.monitor.sketch`)."""
     controls: list[str] = field(default_factory=list)
     problem: str | None = None
     latency_ms: float | None = None

@@ -29,6 +29,7 @@ from modelshield.events.record import Outcome, QueryEvent
 from modelshield.gateway.runtime import Gateway
 from modelshield.identity.records import Account
 from modelshield.models.base import FloatArray
+from modelshield.monitor.sketch import sketch_rows
 from modelshield.policy.schema import ModelSpec
 from modelshield.protocols.base import Codec
 from modelshield.protocols.oip_v2 import OipV2Codec
@@ -275,10 +276,13 @@ async def _record(
     entropy: list[float] = []
     rows = 0
     digest = None
+    sketch: list[list[float]] = []
     if query is not None:
         rows = query.row_count
         if query.rows.ndim == 2 and query.rows.size:
             digest = input_digest(gateway.secrets.server_secret, query.rows)
+            if prediction is not None:  # only answered queries teach the attacker anything
+                sketch = sketch_rows(query.rows)
     if prediction is not None:
         top1, margin, entropy = row_statistics(prediction.raw)
     event = QueryEvent(
@@ -297,6 +301,7 @@ async def _record(
         top1=top1,
         margin=margin,
         entropy=entropy,
+        sketch=sketch,
         controls=list(query.controls) if query else [],
         problem=problem,
         latency_ms=round(elapsed * 1000.0, 3),

@@ -1,0 +1,1 @@
+"""Query monitoring and extraction detection (DESIGN.md: monitor/)."""
