@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.monitor.records import Alert, ResponseAction
 from modelshield.storage.limiter import Check, Decision
 
 
@@ -117,3 +118,32 @@ class Store(LimiterStore, Protocol):
         ...
 
     async def count_events(self, account_id: str | None = None) -> int: ...
+
+    # monitor ----------------------------------------------------------------
+    async def save_monitor_state(self, key: str, blob: bytes) -> None:
+        """Replace the monitor's persisted state under ``key`` (an account id or a name)."""
+        ...
+
+    async def load_monitor_state(self, key: str) -> bytes | None: ...
+
+    async def append_alert(self, alert: Alert) -> None:
+        """Store an alert; idempotent by ``alert_id``."""
+        ...
+
+    async def list_alerts(self, account_id: str | None = None, limit: int = 100) -> list[Alert]:
+        """Alerts (of one account, or all), newest first."""
+        ...
+
+    async def append_action(self, action: ResponseAction) -> None:
+        """Record a responder or operator action; idempotent by ``action_id``."""
+        ...
+
+    async def list_actions(
+        self, account_id: str | None = None, limit: int = 100
+    ) -> list[ResponseAction]:
+        """Recorded actions (of one account, or all), newest first."""
+        ...
+
+    async def mark_action_undone(self, action_id: str, at: float, by: str) -> ResponseAction:
+        """Mark an action undone (idempotent: keeps the first undo); NotFound if unknown."""
+        ...

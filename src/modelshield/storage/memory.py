@@ -12,9 +12,10 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from modelshield.errors import AccountNotFound, Conflict, KeyNotFound
+from modelshield.errors import AccountNotFound, Conflict, KeyNotFound, NotFound
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.monitor.records import Alert, ResponseAction
 from modelshield.storage.limiter import Check, Decision, Writes, decide, refund_writes
 
 
@@ -32,6 +33,9 @@ class MemoryStore:
         self._event_count = 0
         self._event_ids: set[str] = set()
         self._counters: dict[str, tuple[int, int | None]] = {}
+        self._monitor_state: dict[str, bytes] = {}
+        self._alerts: dict[str, Alert] = {}
+        self._actions: dict[str, ResponseAction] = {}
 
     async def open(self) -> None:
         return None
@@ -203,3 +207,41 @@ class MemoryStore:
             if account_id is None:
                 return self._event_count
             return len(self._events.get(account_id, ()))
+
+    # monitor ------------------------------------------------------------------
+    async def save_monitor_state(self, key: str, blob: bytes) -> None:
+        with self._lock:
+            self._monitor_state[key] = bytes(blob)
+
+    async def load_monitor_state(self, key: str) -> bytes | None:
+        return self._monitor_state.get(key)
+
+    async def append_alert(self, alert: Alert) -> None:
+        with self._lock:
+            self._alerts.setdefault(alert.alert_id, alert)  # dicts keep insertion order
+
+    async def list_alerts(self, account_id: str | None = None, limit: int = 100) -> list[Alert]:
+        with self._lock:
+            found = [a for a in self._alerts.values() if account_id in (None, a.account_id)]
+        return list(reversed(found))[:limit]
+
+    async def append_action(self, action: ResponseAction) -> None:
+        with self._lock:
+            self._actions.setdefault(action.action_id, action)
+
+    async def list_actions(
+        self, account_id: str | None = None, limit: int = 100
+    ) -> list[ResponseAction]:
+        with self._lock:
+            found = [a for a in self._actions.values() if account_id in (None, a.account_id)]
+        return list(reversed(found))[:limit]
+
+    async def mark_action_undone(self, action_id: str, at: float, by: str) -> ResponseAction:
+        with self._lock:
+            action = self._actions.get(action_id)
+            if action is None:
+                raise NotFound(f"no action {action_id}")
+            if action.undone_at is None:
+                action = dataclasses.replace(action, undone_at=at, undone_by=by)
+                self._actions[action_id] = action
+            return action

@@ -12,14 +12,23 @@ Needs the ``redis`` extra: ``pip install 'modelshield[redis]'``.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from modelshield.errors import AccountNotFound, ConfigError, Conflict, KeyNotFound, StoreUnavailable
+from modelshield.errors import (
+    AccountNotFound,
+    ConfigError,
+    Conflict,
+    KeyNotFound,
+    NotFound,
+    StoreUnavailable,
+)
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.monitor.records import Alert, ResponseAction
 from modelshield.storage import redis_scripts as lua
 from modelshield.storage.limiter import US, Check, CheckResult, Decision, RateCheck
 
@@ -104,6 +113,8 @@ class RedisStore:
             "ROTATE_KEY",
             "REVOKE_KEY",
             "APPEND_EVENTS",
+            "APPEND_RECORD",
+            "MARK_ACTION_UNDONE",
         ):
             self._scripts[name] = self._client.register_script(getattr(lua, name))
         await self.ping()
@@ -273,6 +284,64 @@ class RedisStore:
         key = self._k("events-count") if account_id is None else self._k("events-count", account_id)
         value = await self._call(lambda: self._client.get(key))
         return int(value or 0)
+
+    # monitor ----------------------------------------------------------------
+    _RECORD_CAP = 100_000
+
+    async def save_monitor_state(self, key: str, blob: bytes) -> None:
+        encoded = base64.b64encode(blob).decode("ascii")  # the client decodes replies as text
+        await self._call(lambda: self._client.set(self._k("monitor", key), encoded))
+
+    async def load_monitor_state(self, key: str) -> bytes | None:
+        raw = await self._call(lambda: self._client.get(self._k("monitor", key)))
+        return base64.b64decode(raw) if raw else None
+
+    async def _append_record(self, kind: str, record_id: str, account_id: str, data: str) -> None:
+        await self._script(
+            "APPEND_RECORD",
+            [self._k(kind, record_id), self._k(kind + "s", account_id), self._k(kind + "s-all")],
+            [data, self._RECORD_CAP],
+        )
+
+    async def _list_records(self, kind: str, account_id: str | None, limit: int) -> list[str]:
+        index = self._k(kind + "s-all") if account_id is None else self._k(kind + "s", account_id)
+
+        async def read() -> list[str]:
+            keys = await self._client.lrange(index, 0, limit - 1)
+            if not keys:
+                return []
+            values = await self._client.mget(keys)
+            return [str(v) for v in values if v is not None]
+
+        return await self._call(read)
+
+    async def append_alert(self, alert: Alert) -> None:
+        await self._append_record(
+            "alert", alert.alert_id, alert.account_id, json.dumps(alert.to_dict())
+        )
+
+    async def list_alerts(self, account_id: str | None = None, limit: int = 100) -> list[Alert]:
+        rows = await self._list_records("alert", account_id, limit)
+        return [Alert.from_dict(json.loads(r)) for r in rows]
+
+    async def append_action(self, action: ResponseAction) -> None:
+        await self._append_record(
+            "action", action.action_id, action.account_id, json.dumps(action.to_dict())
+        )
+
+    async def list_actions(
+        self, account_id: str | None = None, limit: int = 100
+    ) -> list[ResponseAction]:
+        rows = await self._list_records("action", account_id, limit)
+        return [ResponseAction.from_dict(json.loads(r)) for r in rows]
+
+    async def mark_action_undone(self, action_id: str, at: float, by: str) -> ResponseAction:
+        raw = await self._script(
+            "MARK_ACTION_UNDONE", [self._k("action", action_id)], [repr(at), by]
+        )
+        if raw is None:
+            raise NotFound(f"no action {action_id}")
+        return ResponseAction.from_dict(json.loads(raw))
 
     # limiter ----------------------------------------------------------------
     async def _decide(self, checks: Sequence[Check], now: int, charge: bool) -> Decision:

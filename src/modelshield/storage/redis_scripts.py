@@ -232,3 +232,31 @@ for i = 4, #ARGV, 3 do
 end
 return written
 """
+
+# KEYS: record key, the account's list, the global list. ARGV: json, cap. Stores the
+# record once (idempotent by id) and lists it newest first; lists are capped.
+APPEND_RECORD = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  local cap = tonumber(ARGV[2])
+  redis.call('LPUSH', KEYS[2], KEYS[1])
+  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  redis.call('LPUSH', KEYS[3], KEYS[1])
+  redis.call('LTRIM', KEYS[3], 0, cap - 1)
+end
+return 1
+"""
+
+# KEYS: the action's key. ARGV: undone_at (as sent), undone_by. Returns the record's
+# JSON (nil when missing); the first undo wins.
+MARK_ACTION_UNDONE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local data = cjson.decode(raw)
+if data['undone_at'] == nil or data['undone_at'] == cjson.null then
+  data['undone_at'] = tonumber(ARGV[1])
+  data['undone_by'] = ARGV[2]
+  raw = cjson.encode(data)
+  redis.call('SET', KEYS[1], raw)
+end
+return raw
+"""

@@ -26,10 +26,12 @@ from modelshield.errors import (
     ConfigError,
     Conflict,
     KeyNotFound,
+    NotFound,
     StoreUnavailable,
 )
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
+from modelshield.monitor.records import Alert, ResponseAction
 from modelshield.storage.limiter import Check, Decision, Writes, decide, refund_writes
 
 T = TypeVar("T")
@@ -74,6 +76,26 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL,
     expires_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS monitor_state (
+    key TEXT PRIMARY KEY,
+    blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_account ON alerts(account_id, seq);
+CREATE TABLE IF NOT EXISTS actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    action_id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actions_account ON actions(account_id, seq);
 """
 
 _ACCOUNT_COLUMNS = (
@@ -497,3 +519,92 @@ class SQLiteStore:
                 ).fetchone()
             )
         return int(row[0])
+
+    # monitor ----------------------------------------------------------------
+    async def save_monitor_state(self, key: str, blob: bytes) -> None:
+        await self._run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO monitor_state (key, blob) VALUES (?,?)", (key, blob)
+            )
+        )
+
+    async def load_monitor_state(self, key: str) -> bytes | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT blob FROM monitor_state WHERE key=?", (key,)
+            ).fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    async def _append_record(
+        self, table: str, id_column: str, record_id: str, account_id: str, at: float, data: str
+    ) -> None:
+        await self._run(
+            lambda conn: conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({id_column}, account_id, time, data) "
+                "VALUES (?,?,?,?)",
+                (record_id, account_id, at, data),
+            )
+        )
+
+    async def _list_records(self, table: str, account_id: str | None, limit: int) -> list[str]:
+        if account_id is None:
+            sql, args = f"SELECT data FROM {table} ORDER BY seq DESC LIMIT ?", (limit,)
+        else:
+            sql = f"SELECT data FROM {table} WHERE account_id=? ORDER BY seq DESC LIMIT ?"
+            args = (account_id, limit)  # type: ignore[assignment]
+        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [str(r[0]) for r in rows]
+
+    async def append_alert(self, alert: Alert) -> None:
+        await self._append_record(
+            "alerts",
+            "alert_id",
+            alert.alert_id,
+            alert.account_id,
+            alert.time,
+            json.dumps(alert.to_dict()),
+        )
+
+    async def list_alerts(self, account_id: str | None = None, limit: int = 100) -> list[Alert]:
+        rows = await self._list_records("alerts", account_id, limit)
+        return [Alert.from_dict(json.loads(r)) for r in rows]
+
+    async def append_action(self, action: ResponseAction) -> None:
+        await self._append_record(
+            "actions",
+            "action_id",
+            action.action_id,
+            action.account_id,
+            action.time,
+            json.dumps(action.to_dict()),
+        )
+
+    async def list_actions(
+        self, account_id: str | None = None, limit: int = 100
+    ) -> list[ResponseAction]:
+        rows = await self._list_records("actions", account_id, limit)
+        return [ResponseAction.from_dict(json.loads(r)) for r in rows]
+
+    async def mark_action_undone(self, action_id: str, at: float, by: str) -> ResponseAction:
+        def work(conn: sqlite3.Connection) -> str | None:
+            def body() -> str | None:
+                row = conn.execute(
+                    "SELECT data FROM actions WHERE action_id=?", (action_id,)
+                ).fetchone()
+                if row is None:
+                    return None
+                data = json.loads(row[0])
+                if data.get("undone_at") is None:
+                    data["undone_at"], data["undone_by"] = at, by
+                    conn.execute(
+                        "UPDATE actions SET data=? WHERE action_id=?", (json.dumps(data), action_id)
+                    )
+                return json.dumps(data)
+
+            return self._transaction(conn, body)
+
+        found = await self._run(work)
+        if found is None:
+            raise NotFound(f"no action {action_id}")
+        return ResponseAction.from_dict(json.loads(found))
