@@ -16,6 +16,7 @@ from modelshield import __version__
 from modelshield.clock import Clock
 from modelshield.gateway.admin_routes import admin_router
 from modelshield.gateway.client_routes import client_router
+from modelshield.gateway.fast_lane import InferenceFastLane
 from modelshield.gateway.problems import install_problem_handlers
 from modelshield.gateway.runtime import Gateway
 from modelshield.identity.secret import Secrets
@@ -63,6 +64,7 @@ def create_app(
     )
     app.state.gateway = gateway
     install_problem_handlers(app)
+    app.add_middleware(InferenceFastLane)
     app.include_router(client_router())
     app.include_router(admin_router())
 

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from modelshield.policy.limits import Budgets, RateLimit
+from modelshield.policy.monitoring import MonitoringSettings
 from modelshield.policy.shaping import ShapingSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -225,6 +226,10 @@ class Policy(Strict):
     limits_timezone: str = Field(
         default="UTC", description="IANA time zone of the budgets' calendar days and months."
     )
+    monitoring: MonitoringSettings = Field(
+        default_factory=MonitoringSettings,
+        description="Query monitoring, extraction detection, alerts, responder, sign-up.",
+    )
 
     @field_validator("limits_timezone")
     @classmethod
@@ -243,6 +248,12 @@ class Policy(Strict):
             object.__setattr__(self, "default_plan", next(iter(self.plans)))
         elif self.default_plan not in self.plans:
             raise ValueError(f"default_plan {self.default_plan!r} is not one of the plans")
+        level = self.monitoring.degrade_level
+        if level is not None and level not in self.shaping_levels:
+            raise ValueError(f"monitoring.degrade_level {level!r} is not one of shaping_levels")
+        signup_plan = self.monitoring.signup.plan
+        if signup_plan is not None and signup_plan not in self.plans:
+            raise ValueError(f"monitoring.signup.plan {signup_plan!r} is not one of the plans")
         for plan_name, plan in self.plans.items():
             for model in plan.models or []:
                 if model not in self.models:

@@ -99,7 +99,7 @@ class RedisStore:
         self._client = aioredis.Redis.from_url(
             self._url,
             decode_responses=True,
-            socket_timeout=2.0,
+            socket_timeout=5.0,
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
