@@ -33,8 +33,8 @@ def create_app(
     secrets: Secrets | None = None,
     store: Store | None = None,
     backends: dict[str, ModelBackend] | None = None,
-) -> FastAPI:
-    """Build the gateway app for ``policy``.
+) -> InferenceFastLane:
+    """Build the gateway app for ``policy`` (FastAPI behind the inference fast lane).
 
     Example:
         >>> from modelshield.policy import demo_policy
@@ -64,7 +64,6 @@ def create_app(
     )
     app.state.gateway = gateway
     install_problem_handlers(app)
-    app.add_middleware(InferenceFastLane)
     app.include_router(client_router())
     app.include_router(admin_router())
 
@@ -90,9 +89,9 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return InferenceFastLane(app)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> InferenceFastLane:
     """Factory for ``uvicorn --factory`` workers: the policy named by $MODELSHIELD_CONFIG."""
     return create_app(resolve_policy(os.environ.get("MODELSHIELD_CONFIG") or None))

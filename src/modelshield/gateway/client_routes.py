@@ -286,7 +286,8 @@ async def _record(
     if prediction is not None:
         top1, margin, entropy = row_statistics(prediction.raw)
     event = QueryEvent(
-        event_id=os.urandom(16).hex(),
+        # time-ordered ids: appends land at the end of the store's unique index
+        event_id=f"{time.time_ns():016x}{os.urandom(8).hex()}",
         time=when,
         model=model if model in gateway.policy.models else "(unknown)",
         outcome=outcome,

@@ -107,9 +107,19 @@ _MIGRATIONS = [("accounts", "shaping_level", "TEXT"), ("accounts", "throttle", "
 _KEY_COLUMNS = "key_id, account_id, digest, created_at, revoked_at, label"
 
 
+_CREDENTIAL_SQL = (
+    "SELECT "
+    + ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_COLUMNS.split(","))
+    + " FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_id=?"
+)
+
+
 def _account(row: Sequence[Any]) -> Account:
     values = list(row)
-    values[12] = json.loads(values[12] or "{}")
+    metadata = values[12]
+    values[12] = {} if metadata in (None, "{}") else json.loads(metadata)
     return Account(*values)
 
 
@@ -322,12 +332,7 @@ class SQLiteStore:
         return _key(row) if row else None
 
     async def find_credential(self, key_id: str) -> tuple[ApiKey, Account] | None:
-        key_cols = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
-        acc_cols = ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_COLUMNS.split(","))
-        sql = (
-            f"SELECT {key_cols}, {acc_cols} FROM api_keys k "
-            "JOIN accounts a ON a.id = k.account_id WHERE k.key_id=?"
-        )
+        sql = _CREDENTIAL_SQL
         if self._reader is None:
             row = await self._run(lambda conn: conn.execute(sql, (key_id,)).fetchone())
         else:
