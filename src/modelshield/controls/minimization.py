@@ -71,22 +71,20 @@ class Minimization:
     def __call__(self, probabilities: FloatArray) -> Minimized:
         p = np.asarray(probabilities, dtype=np.float64)
         n, classes = p.shape
-        rows = np.arange(n)[:, None]
         columns: IndexArray | None = None
         values = p
         if self.top_k is not None or self.floor is not None:
             width = min(self.top_k or classes, classes)
-            order = np.argsort(-p, axis=1, kind="stable")[:, :width]
             # the stable sort puts the top-1 (first of equal maxima) in front
-            values = p[rows, order]
-            revealed = np.ones_like(values, dtype=bool)
+            columns = np.argsort(-p, axis=1, kind="stable")[:, :width]
+            values = p[np.arange(n)[:, None], columns]
             if self.floor is not None:
                 revealed = values >= self.floor
                 revealed[:, 0] = True
                 width = int(revealed.sum(axis=1).max())
-                order, values, revealed = order[:, :width], values[:, :width], revealed[:, :width]
-            columns = np.where(revealed, order, -1)
-            values = np.where(revealed, values, 0.0)
+                revealed = revealed[:, :width]
+                columns = np.where(revealed, columns[:, :width], -1)
+                values = np.where(revealed, values[:, :width], 0.0)
         if self.renormalize:
             values = values / values.sum(axis=1, keepdims=True)
         top = np.zeros(n, dtype=np.intp) if columns is not None else top1(p)
@@ -110,35 +108,34 @@ def round_keeping_top1(
         >>> round_keeping_top1(np.array([[0.5, 0.5]]), 0, np.array([0])).tolist()
         [[1.0, 0.0]]
     """
-    n = values.shape[0]
-    rows = np.arange(n)
     unit = 10**decimals
     scaled = values * unit
     units = np.floor(scaled)
-    remainder = scaled - units
-    if revealed is not None:
-        remainder = np.where(revealed, remainder, -1.0)
-    total = np.rint(scaled.sum(axis=1))
-    deficit = (total - units.sum(axis=1)).astype(np.int64)
-    # hand the missing units to the largest remainders (the top-1 first on ties)
-    order = np.argsort(-remainder, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    rank[rows[:, None], order] = np.arange(values.shape[1])[None, :]
-    units += rank < deficit[:, None]
+    deficit = np.rint(scaled.sum(axis=1)) - units.sum(axis=1)
+    if deficit.any():
+        # hand the missing units to the largest remainders (the top-1 first on ties)
+        remainder = scaled - units
+        if revealed is not None:
+            remainder[~revealed] = -1.0
+        order = np.argsort(-remainder, axis=1, kind="stable")
+        rank = np.argsort(order, axis=1)
+        units += rank < deficit[:, None]
     # The top-1 holds the largest value, so it has at least the units of any other
     # entry except on a tie (equal floors, and both took a unit or neither did). A tie
     # costs the last tied competitor one unit, which keeps sparse rows in descending
     # order. A row rounded to nothing (a partial sum under half a unit) reveals one unit.
-    best = units[rows, top].copy()
-    units[rows, top] = -1.0
-    width = units.shape[1]
-    runner = width - 1 - units[:, ::-1].argmax(axis=1)
-    runner_units = units[rows, runner]
-    units[rows, top] = best
-    empty = best <= 0.0
-    units[rows[empty], top[empty]] = 1.0
-    tied = (runner_units >= best) & ~empty
-    units[rows[tied], top[tied]] += 1.0
-    units[rows[tied], runner[tied]] -= 1.0
+    rows = np.arange(values.shape[0])
+    best = units[rows, top]
+    if ((units >= best[:, None]).sum(axis=1) > 1).any() or (best <= 0.0).any():
+        units[rows, top] = -1.0
+        width = units.shape[1]
+        runner = width - 1 - units[:, ::-1].argmax(axis=1)
+        runner_units = units[rows, runner]
+        units[rows, top] = best
+        empty = best <= 0.0
+        units[rows[empty], top[empty]] = 1.0
+        tied = (runner_units >= best) & ~empty
+        units[rows[tied], top[tied]] += 1.0
+        units[rows[tied], runner[tied]] -= 1.0
     rounded: FloatArray = units / unit
     return rounded
