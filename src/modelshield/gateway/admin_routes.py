@@ -202,4 +202,42 @@ def admin_router() -> APIRouter:
             **(await gateway.usage.grant(account, body.window, body.rows)),
         }
 
+    @router.get("/accounts/{ref}/monitor", tags=["monitoring"], summary="Features and risk")
+    async def monitor_report(ref: str, request: Request) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        return await gateway.monitor.report(account.id)
+
+    @router.get("/accounts/{ref}/alerts", tags=["monitoring"], summary="Alerts of an account")
+    async def account_alerts(
+        ref: str, request: Request, limit: int = Query(100, ge=1, le=1000)
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        found = await gateway.store.list_alerts(account.id, limit)
+        return {"alerts": [a.to_dict() for a in found]}
+
+    @router.get("/alerts", tags=["monitoring"], summary="Recent alerts of every account")
+    async def alerts(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        found = await _gateway(request).store.list_alerts(None, limit)
+        return {"alerts": [a.to_dict() for a in found]}
+
+    @router.get("/monitor/groups", tags=["monitoring"], summary="Linked (Sybil) groups")
+    async def groups(request: Request) -> dict[str, Any]:
+        return {"groups": _gateway(request).monitor.groups()}
+
+    @router.get("/accounts/{ref}/actions", tags=["monitoring"], summary="Responder actions")
+    async def account_actions(
+        ref: str, request: Request, limit: int = Query(100, ge=1, le=1000)
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        account = await gateway.accounts.resolve(ref)
+        found = await gateway.store.list_actions(account.id, limit)
+        return {"actions": [a.to_dict() for a in found]}
+
+    @router.post("/actions/{action_id}/undo", tags=["monitoring"], summary="Undo an action")
+    async def undo_action(action_id: str, request: Request) -> dict[str, Any]:
+        action = await _gateway(request).monitor.responder.undo(action_id, "operator")
+        return {"action": action.to_dict()}
+
     return router

@@ -14,6 +14,7 @@ from modelshield.identity.secret import Secrets, load_secrets
 from modelshield.identity.service import AccountService
 from modelshield.models.base import ModelBackend
 from modelshield.models.registry import build_backend
+from modelshield.monitor.service import Monitor
 from modelshield.policy.schema import Policy
 from modelshield.storage.base import Store
 from modelshield.storage.registry import open_store
@@ -67,6 +68,9 @@ class Gateway:
             sync=events.sync,
         )
         self.sink.subscribe(lambda batch: self.metrics.events_written.inc(len(batch)))
+        self.monitor = Monitor(policy, self.store, self.clock, backends=self.backends)
+        if self.monitor.enabled:
+            self.sink.subscribe(self.monitor.listener)
 
     async def start(self) -> None:
         await self.store.open()
@@ -75,10 +79,12 @@ class Gateway:
         for backend in self.backends.values():
             await backend.load()
         await self.sink.start()
+        await self.monitor.start()
 
     async def stop(self) -> None:
         try:
             await self.sink.close()
+            await self.monitor.stop()
         finally:
             for backend in self.backends.values():
                 try:

@@ -128,7 +128,7 @@ class MonitoringSettings(_Strict):
     def _ordered_cutoffs(self) -> MonitoringSettings:
         cut = {**_default_cutoffs(), **self.severity_cutoffs}
         values = [cut["low"], cut["medium"], cut["high"], cut["critical"]]
-        if values != sorted(values) or not 0 < values[0] and values[-1] <= 100:
+        if values != sorted(values) or not (values[0] > 0 and values[-1] <= 100):
             raise ValueError("severity_cutoffs: low <= medium <= high <= critical in (0, 100]")
         object.__setattr__(self, "severity_cutoffs", cut)
         object.__setattr__(self, "actions", {**_default_actions(), **self.actions})
