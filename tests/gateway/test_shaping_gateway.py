@@ -210,3 +210,18 @@ async def test_plans_without_shaping_answer_the_model_untouched(
         model_probabilities(gw, digits_rows[:2]),
         atol=1e-6,
     )
+
+
+async def test_clients_may_ask_for_the_classes_output_by_name(
+    sgw: GatewayClient, digits_rows: np.ndarray
+) -> None:
+    _, key = await sgw.account()
+    for names in (["probabilities", "classes"], ["classes"]):
+        body = v2_body(digits_rows[:1], outputs=[{"name": n} for n in names])
+        out = outputs_of(await sgw.http.post(INFER, json=body, headers=bearer(key)))
+        assert list(out) == ["probabilities", "classes"]
+    _, labeller = await sgw.account("labeller", plan="labels")
+    body = v2_body(digits_rows[:1], outputs=[{"name": "classes"}])
+    refused = await sgw.http.post(INFER, json=body, headers=bearer(labeller))
+    assert refused.status_code == 422
+    assert "'classes' is not available; available: label" in refused.json()["error"]

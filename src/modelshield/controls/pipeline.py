@@ -23,7 +23,10 @@ class OutputSelection:
     def shape(self, query: Query, prediction: Prediction) -> Prediction:
         allowed: list[str] = list(query.plan.outputs)
         if query.requested_outputs is not None:
-            allowed = [o for o in allowed if o in query.requested_outputs]
+            requested = set(query.requested_outputs)
+            if "classes" in requested:  # comes with the probabilities it names
+                requested.add("probabilities")
+            allowed = [o for o in allowed if o in requested]
         prediction.outputs = allowed
         if "probabilities" not in allowed:
             query.controls.append(self.name)

@@ -69,7 +69,11 @@ def build_perturbation(spec: Perturbation) -> PerturbationControl:
 
 
 class ShapingChain:
-    """The perturbations of a spec, in order, then its minimization."""
+    """The perturbations of a spec, in order, then its minimization.
+
+    A label-only spec is not applied here: :class:`PolicyShaper` answers it by dropping
+    the probabilities output altogether.
+    """
 
     def __init__(self, spec: ShapingSpec) -> None:
         self.spec = spec

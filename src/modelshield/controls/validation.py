@@ -41,7 +41,9 @@ class InputValidationGate:
         elif spec.max is not None and float(rows.max()) > spec.max:
             problem = f"{spec.name}: values must be <= {spec.max:g}"
         if problem is None and query.requested_outputs is not None:
-            allowed = query.plan.outputs
+            allowed: list[str] = list(query.plan.outputs)
+            if "probabilities" in allowed:
+                allowed.append("classes")  # names the columns of a top-k answer
             refused = [o for o in query.requested_outputs if o not in allowed]
             if refused:
                 problem = f"output {refused[0]!r} is not available; available: {', '.join(allowed)}"

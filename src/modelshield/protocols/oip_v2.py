@@ -24,7 +24,8 @@ column::
 
 With a floor, rows reveal different numbers of classes; shorter rows are padded to the
 widest row of the batch with class ``-1`` and probability ``0`` (never to the model's
-class count). Rounded probabilities are written with exactly their decimals.
+class count). Rounded probabilities are written with exactly their decimals. A request
+may name ``classes`` among its ``outputs``; it comes with ``probabilities``.
 """
 
 from __future__ import annotations
