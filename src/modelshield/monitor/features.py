@@ -42,7 +42,8 @@ Example:
     >>> ref = Reference.from_rows(np.random.default_rng(0).uniform(0, 16, (300, 64)))
     >>> state = AccountState("acc_1")
     >>> state.add_rows(np.zeros((3, 16)), [0.9] * 3, [0.1] * 3, [1, 2, 3], 0.0, "e1", ref,
-    ...                window=100, reservoir_cap=100)
+    ...                window=100, reservoir_cap=100).tolist()
+    [inf, 0.0, 0.0]
     >>> features = compute_features(state.view(), ref, now=0.0)
     >>> features["repeat_fraction"]
     0.6666666666666666

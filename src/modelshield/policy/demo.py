@@ -68,6 +68,14 @@ DEMO_POLICY: dict[str, Any] = {
         },
         "labels-only": {"label_only": True},
     },
+    # query monitoring: notify on medium risk, degrade to label-only answers on high,
+    # suspend on critical; every action is recorded and can be undone
+    "monitoring": {
+        "enabled": True,
+        "degrade_level": "labels-only",
+        "actions": {"low": "notify", "medium": "notify", "high": "degrade", "critical": "suspend"},
+        "signup": {"enabled": True, "tos_version": "1", "rate_limit": {"rate": 5, "per": "1h"}},
+    },
 }
 
 
