@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import click
@@ -100,11 +101,22 @@ def show(ref: str, events: int, as_json: bool, config: str | None) -> None:
         keys = await service.store.list_keys(account.id)
         recent = await service.store.recent_events(account.id, events) if events else []
         total = await service.store.count_events(account.id)
+        alerts = await service.store.list_alerts(account.id, 10)
+        actions = await service.store.list_actions(account.id, 10)
+        state = await service.store.load_monitor_state(account.id)
+        risk = json.loads(state) if state else {}
         return {
             "account": account.to_dict(),
             "keys": [k.to_public_dict() for k in keys],
             "events_total": total,
             "recent_events": [e.to_dict() for e in recent],
+            "risk": {
+                "risk": risk.get("last_risk", 0.0),
+                "reasons": risk.get("last_reasons", []),
+                "rows_monitored": risk.get("rows_seen", 0),
+            },
+            "alerts": [a.to_dict() for a in alerts],
+            "actions": [a.to_dict() for a in actions],
         }
 
     data = with_accounts(config, body)
@@ -129,6 +141,21 @@ def show(ref: str, events: int, as_json: bool, config: str | None) -> None:
     for key in data["keys"]:
         state = "active" if key["active"] else f"revoked {_when(key['revoked_at'])}"
         click.echo(f"  {key['key_id']}  created {_when(key['created_at'])}  {state}")
+    risk = data["risk"]
+    click.echo(f"{'risk:':<15}{risk['risk']:.0f}/100 over {risk['rows_monitored']} rows")
+    for reason in risk["reasons"]:
+        click.echo(f"  - {reason}")
+    click.echo(f"alerts:        {len(data['alerts'])} recent")
+    for alert in data["alerts"]:
+        click.echo(
+            f"  {_when(alert['time'])}  {alert['severity']:<8} {alert['detector']}  "
+            f"risk={alert['risk']:.0f}  {alert['alert_id']}"
+        )
+    for action in data["actions"]:
+        undone = f"  undone {_when(action['undone_at'])}" if action.get("undone_at") else ""
+        click.echo(
+            f"  action {action['kind']:<8} {_when(action['time'])}  {action['action_id']}{undone}"
+        )
     click.echo(f"query events:  {data['events_total']} in total")
     for event in data["recent_events"]:
         click.echo(

@@ -19,6 +19,7 @@ from modelshield.gateway.client_routes import client_router
 from modelshield.gateway.fast_lane import InferenceFastLane
 from modelshield.gateway.problems import install_problem_handlers
 from modelshield.gateway.runtime import Gateway
+from modelshield.gateway.signup_routes import signup_router
 from modelshield.identity.secret import Secrets
 from modelshield.models.base import ModelBackend
 from modelshield.policy.loader import resolve_policy
@@ -66,6 +67,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(client_router())
     app.include_router(admin_router())
+    app.include_router(signup_router())
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
