@@ -36,6 +36,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/limits.py
 	$(BIN)/python bench/shaping.py
 
 bench-shaping: $(STAMP)

@@ -58,7 +58,9 @@ class QuotaCheck:
 Check = RateCheck | QuotaCheck
 
 
-@dataclass(frozen=True, slots=True)
+# results are built on every decision: plain slotted dataclasses (a frozen one costs
+# several times more to construct)
+@dataclass(slots=True)
 class CheckResult:
     name: str
     allowed: bool
@@ -73,7 +75,7 @@ class CheckResult:
     """Quota checks: rows counted in the window after this decision."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     results: tuple[CheckResult, ...]

@@ -28,26 +28,26 @@ local function write_quota(key, value, expires, now)
 end
 """
 
-# KEYS: every counter key a decision reads. ARGV: now, charge (1/0), number of checks,
-# then per check: kind ("r"|"q"), key index, cost, interval|limit, burst|expires_at (-1:
-# never), bonus key index (0: none). Returns {allowed, then per check: allowed, limit,
-# remaining, reset_us (-1: never), retry_us (-1: never), used}. Mirrors limiter.decide().
+# KEYS: every counter key a decision reads. ARGV: now, charge (1/0), then ONE string
+# holding every check as "kind,key index,cost,interval|limit,burst|expires_at (-1: never),
+# bonus key index (0: none)" joined by ";". Returns ONE string: allowed, then per check
+# allowed, limit, remaining, reset_us (-1: never), retry_us (-1: never), used, joined by
+# ",". One argument in and one string out keep the client's encoding and parsing cheap
+# (they, not Redis, dominate a decision's cost). Mirrors limiter.decide().
 CHECK_AND_CHARGE = (
     _QUOTA
     + """
 local now = tonumber(ARGV[1])
 local charge = ARGV[2] == '1'
-local n = tonumber(ARGV[3])
 local out = {1}
 local writes = {}
-for i = 0, n - 1 do
-  local base = 4 + i * 6
-  local kind = ARGV[base]
-  local key = KEYS[tonumber(ARGV[base + 1])]
-  local cost = tonumber(ARGV[base + 2])
-  local p1 = tonumber(ARGV[base + 3])
-  local p2 = tonumber(ARGV[base + 4])
-  local bonus_index = tonumber(ARGV[base + 5])
+for kind, key_index, cost, p1, p2, bonus_index in
+    string.gmatch(ARGV[3], '(%a),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%d+)') do
+  local key = KEYS[tonumber(key_index)]
+  cost = tonumber(cost)
+  p1 = tonumber(p1)
+  p2 = tonumber(p2)
+  bonus_index = tonumber(bonus_index)
   if kind == 'r' then
     local stored = tonumber(redis.call('GET', key) or '')
     local tat = now
@@ -98,7 +98,8 @@ if out[1] == 1 and charge then
     end
   end
 end
-return out
+for i = 1, #out do out[i] = string.format('%d', out[i]) end
+return table.concat(out, ',')
 """
 )
 
