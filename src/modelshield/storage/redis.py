@@ -12,6 +12,7 @@ Needs the ``redis`` extra: ``pip install 'modelshield[redis]'``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -85,6 +86,7 @@ class RedisStore:
         self._maxlen = max_events_per_stream
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
+        self._pending_decisions: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
 
     # plumbing ---------------------------------------------------------------
     async def open(self) -> None:
@@ -356,26 +358,21 @@ class RedisStore:
                 index[key] = len(keys)
             return index[key]
 
-        args: list[Any] = [now, 1 if charge else 0, len(checks)]
+        specs: list[str] = []
         for check in checks:
             if isinstance(check, RateCheck):
-                args += ["r", slot(check.key), check.cost, check.interval, check.burst, 0]
+                specs.append(f"r,{slot(check.key)},{check.cost},{check.interval},{check.burst},0")
             else:
                 expires = check.expires_at if check.expires_at is not None else -1
-                args += [
-                    "q",
-                    slot(check.key),
-                    check.cost,
-                    check.limit,
-                    expires,
-                    slot(check.bonus_key),
-                ]
-        raw = await self._script("CHECK_AND_CHARGE", keys, args)
+                specs.append(
+                    f"q,{slot(check.key)},{check.cost},{check.limit},{expires},"
+                    f"{slot(check.bonus_key)}"
+                )
+        raw = await self._batched_script(keys, [now, 1 if charge else 0, ";".join(specs)])
+        values = [int(v) for v in str(raw).split(",")]
         results = []
         for i, check in enumerate(checks):
-            allowed, limit, remaining, reset, retry, used = (
-                int(v) for v in raw[1 + i * 6 : 7 + i * 6]
-            )
+            allowed, limit, remaining, reset, retry, used = values[1 + i * 6 : 7 + i * 6]
             results.append(
                 CheckResult(
                     check.name,
@@ -387,7 +384,47 @@ class RedisStore:
                     used=used,
                 )
             )
-        return Decision(bool(int(raw[0])), tuple(results))
+        return Decision(bool(values[0]), tuple(results))
+
+    async def _batched_script(self, keys: list[str], args: list[Any]) -> Any:
+        """CHECK_AND_CHARGE, pipelined with the other decisions of this event-loop turn.
+
+        Each decision is still one script (atomic); concurrent requests share one round
+        trip and one reply parse instead of paying for their own.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending_decisions.append((keys, args, future))
+        if len(self._pending_decisions) == 1:
+            loop.call_soon(lambda: loop.create_task(self._flush_decisions()))
+        return await future
+
+    async def _flush_decisions(self) -> None:
+        batch, self._pending_decisions = self._pending_decisions, []
+        script = self._scripts["CHECK_AND_CHARGE"]
+        try:
+            if len(batch) == 1:
+                keys, args, _ = batch[0]
+                results = [await self._script("CHECK_AND_CHARGE", keys, args)]
+            else:
+
+                async def run() -> list[Any]:
+                    pipe = self._client.pipeline(transaction=False)
+                    for keys, args, _ in batch:
+                        await script(keys=keys, args=args, client=pipe)
+                    return list(await pipe.execute())
+
+                results = await self._call(run)
+        except BaseException as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         return await self._decide(checks, now, charge=True)
