@@ -55,7 +55,10 @@ def test_the_demo_policy_shapes_its_default_plan() -> None:
     policy = demo_policy()
     free = policy.plans["free"].shaping
     assert free.minimize == MinimizationSpec(top_k=3, decimals=3)
-    assert [(p.kind, getattr(p, "level", None)) for p in free.perturb] == [("noise", 0.02)]
+    assert [(p.kind, getattr(p, "level", None)) for p in free.perturb] == [
+        ("misinformation", None),
+        ("noise", 0.02),
+    ]
     assert policy.plans["labels"].outputs == ["label"]
     assert policy.shaping_levels["labels-only"].label_only
 

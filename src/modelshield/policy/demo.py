@@ -39,11 +39,16 @@ DEMO_POLICY: dict[str, Any] = {
     "plans": {
         "free": {
             "description": "Default demo plan: top-3 perturbed probabilities (3 decimals, "
-            "2% keyed noise) and the label.",
+            "misinformation for low-confidence queries, 2% keyed noise) and the label.",
             "outputs": ["probabilities", "label"],
             "max_batch_rows": 64,
             "shaping": {
-                "perturb": [{"kind": "noise", "level": 0.02}],
+                # misinformation is what lowers a clone's fidelity (bench/shaping.py);
+                # the keyed noise makes averaging copies useless
+                "perturb": [
+                    {"kind": "misinformation", "threshold": 0.5},
+                    {"kind": "noise", "level": 0.02},
+                ],
                 "minimize": {"top_k": 3, "decimals": 3},
             },
             # A person with curl never meets these; a script hammering the demo meets a
