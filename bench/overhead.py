@@ -133,7 +133,30 @@ def write_policy(workdir: Path) -> Path:
                 },
             }
         },
-        "plans": {"free": {"max_batch_rows": 64}},
+        # limits and budgets on (issue 3: the overhead target holds with them), sized so
+        # that the load generator is never denied
+        "plans": {
+            "free": {
+                "max_batch_rows": 64,
+                "rate_limits": [
+                    {
+                        "name": "burst",
+                        "scope": "account",
+                        "rate": 1e6,
+                        "per": "1s",
+                        "burst": 1_000_000,
+                    },
+                    {
+                        "name": "per-key",
+                        "scope": "key",
+                        "rate": 1e6,
+                        "per": "1s",
+                        "burst": 1_000_000,
+                    },
+                ],
+                "budgets": {"day": 10**9, "month": 10**10},
+            }
+        },
     }
     path = workdir / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")

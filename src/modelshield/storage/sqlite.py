@@ -152,6 +152,8 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._decisions = 0
+        self._pending_decisions: list[tuple[Sequence[Check], int, asyncio.Future[Decision]]] = []
+        self._decision_lock = asyncio.Lock()
 
     # plumbing ---------------------------------------------------------------
     def _connect(self) -> None:
@@ -429,24 +431,57 @@ class SQLiteStore:
         return [k for c in checks for k in (c.key, getattr(c, "bonus_key", None))]
 
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
-        keys = self._check_keys(checks)
+        """Decide and charge in a transaction shared with concurrent decisions.
 
-        def work(conn: sqlite3.Connection) -> Decision:
-            def body() -> Decision:
-                decision, writes = decide(checks, self._read_counters(conn, keys, now), now)
-                if writes:
-                    self._write_counters(conn, writes)
-                return decision
-
-            return self._transaction(conn, body)
-
-        decision = await self._run(work)
+        Decisions that arrive while one transaction commits wait for the next, and are
+        evaluated one after the other inside it: each is exact and atomic, the group pays
+        for one commit (one fsync), and every decision is durable before it returns.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._pending_decisions.append((checks, now, future))
+        if len(self._pending_decisions) == 1:
+            loop.call_soon(lambda: loop.create_task(self._commit_decisions()))
+        decision = await future
         self._decisions += 1
         if self._decisions % 10_000 == 0:
             await self._run(
                 lambda conn: conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
             )
         return decision
+
+    async def _commit_decisions(self) -> None:
+        async with self._decision_lock:  # one group at a time; the next gathers meanwhile
+            batch, self._pending_decisions = self._pending_decisions, []
+            if not batch:
+                return
+
+            def work(conn: sqlite3.Connection) -> list[Decision]:
+                def body() -> list[Decision]:
+                    decisions = []
+                    for checks, now, _ in batch:
+                        keys = self._check_keys(checks)
+                        values = self._read_counters(conn, keys, now)
+                        decision, writes = decide(checks, values, now)
+                        if writes:
+                            self._write_counters(conn, writes)
+                        decisions.append(decision)
+                    return decisions
+
+                return self._transaction(conn, body)
+
+            try:
+                decisions = await self._run(work)
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, _, future), decision in zip(batch, decisions, strict=True):
+                if not future.done():
+                    future.set_result(decision)
 
     async def peek(self, checks: Sequence[Check], now: int) -> Decision:
         keys = self._check_keys(checks)
