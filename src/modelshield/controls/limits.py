@@ -97,6 +97,7 @@ class LimitsGate:
         self.store = store
         self.fail_open = policy.fail_open
         self.zone = ZoneInfo(policy.limits_timezone)
+        self._windows: dict[str, tuple[str, int, int | None]] = {}
 
     # building checks -----------------------------------------------------------
     def rate_checks(
@@ -132,7 +133,7 @@ class LimitsGate:
             return []
         checks: list[Check] = []
         for kind, limit in plan.budgets.windows():
-            label, _, end = budget_window(kind, now, self.zone)
+            label, end = self._window(kind, now)
             checks.append(
                 QuotaCheck(
                     key=f"budget:{account_id}:{kind}:{label}",
@@ -144,6 +145,17 @@ class LimitsGate:
                 )
             )
         return checks
+
+    def _window(self, kind: str, now: float) -> tuple[str, int | None]:
+        """The calendar window holding ``now``, cached until it ends (time-zone maths is
+        slow next to everything else a request does)."""
+        cached = self._windows.get(kind)
+        now_us = now * US
+        if cached is not None and cached[1] <= now_us and (cached[2] is None or now_us < cached[2]):
+            return cached[0], cached[2]
+        label, start, end = budget_window(kind, now, self.zone)
+        self._windows[kind] = (label, start if start is not None else 0, end)
+        return label, end
 
     def checks(self, query: Query, cost: int) -> list[Check]:
         plan = query.plan
