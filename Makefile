@@ -38,10 +38,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/limits.py
 	$(BIN)/python bench/shaping.py
+	$(BIN)/python bench/detection.py
 
 bench-shaping: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/shaping.py
+	$(BIN)/python bench/detection.py
 
 clean:
 	rm -rf $(VENV) .modelshield .pytest_cache .mypy_cache .ruff_cache
