@@ -43,7 +43,6 @@ bench: $(STAMP)
 bench-shaping: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/shaping.py
-	$(BIN)/python bench/detection.py
 
 clean:
 	rm -rf $(VENV) .modelshield .pytest_cache .mypy_cache .ruff_cache

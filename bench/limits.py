@@ -38,12 +38,10 @@ import asyncio
 import datetime as dt
 import itertools
 import os
-import platform
 import random
 import secrets
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +64,8 @@ from modelshield.storage.registry import open_store
 BENCH_DIR = Path(__file__).resolve().parent
 # This file shares its name with the `limits` library it measures: keep its directory off
 # the import path, or `import limits` would import this script again.
+from machine import machine_info as common_machine_info  # noqa: E402 (before the path change)
+
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "limits.json"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -766,40 +766,18 @@ def python_speed_ns() -> float:
 def machine_info() -> dict[str, Any]:
     import sysconfig
 
-    import modelshield
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "modelshield": modelshield.__version__,
-        "git_commit": commit or None,
-        "python_optimized_build": "--enable-optimizations"
+    return common_machine_info(
+        python_optimized_build="--enable-optimizations"
         in str(sysconfig.get_config_var("CONFIG_ARGS") or ""),
-        "python_loop_ns": python_speed_ns(),
-        "sqlite": sqlite3.sqlite_version,
-        "tmp_dir": tempfile.gettempdir(),
-        "redis_py": package_version("redis"),
-        "limits": package_version("limits"),
-        "coredis": package_version("coredis"),
-        "hiredis": package_version("hiredis"),
-        "uvloop": package_version("uvloop"),
-    }
+        python_loop_ns=python_speed_ns(),
+        sqlite=sqlite3.sqlite_version,
+        tmp_dir=tempfile.gettempdir(),
+        redis_py=package_version("redis"),
+        limits=package_version("limits"),
+        coredis=package_version("coredis"),
+        hiredis=package_version("hiredis"),
+        uvloop=package_version("uvloop"),
+    )
 
 
 def write_results(path: Path, document: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import math
 import os
-import platform
 import secrets
 import signal
 import statistics
@@ -44,6 +43,7 @@ import httpx
 import orjson
 import yaml
 
+from machine import machine_info as common_machine_info
 from servers import HOST, ServerFailed, ServerProcess, child_env, free_ports, tail
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -326,34 +326,12 @@ def machine_info() -> dict[str, Any]:
     import starlette
     import uvicorn
 
-    import modelshield
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "modelshield": modelshield.__version__,
-        "git_commit": commit or None,
-        "fastapi": fastapi.__version__,
-        "starlette": starlette.__version__,
-        "uvicorn": uvicorn.__version__,
-        "httpx": httpx.__version__,
-    }
+    return common_machine_info(
+        fastapi=fastapi.__version__,
+        starlette=starlette.__version__,
+        uvicorn=uvicorn.__version__,
+        httpx=httpx.__version__,
+    )
 
 
 def write_results(path: Path, document: dict[str, Any]) -> None:

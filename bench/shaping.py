@@ -37,9 +37,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -52,6 +49,7 @@ import numpy as np
 import orjson
 from threadpoolctl import threadpool_limits
 
+from machine import machine_info as common_machine_info
 from modelshield.controls.canonical import CanonicalInput
 from modelshield.controls.minimization import Minimization
 from modelshield.controls.misinformation import Misinformation
@@ -409,37 +407,17 @@ def machine_info() -> dict[str, Any]:
     import scipy
     import sklearn
 
-    import modelshield
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
     try:
         from importlib.metadata import version
 
         art_version: str | None = version("adversarial-robustness-toolbox")
     except Exception:
         art_version = None
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "modelshield": modelshield.__version__,
-        "git_commit": commit or None,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "adversarial-robustness-toolbox": art_version,
-    }
+    return common_machine_info(
+        numpy=np.__version__,
+        scipy=scipy.__version__,
+        **{"scikit-learn": sklearn.__version__, "adversarial-robustness-toolbox": art_version},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
