@@ -278,38 +278,27 @@ class SQLiteStore:
     async def set_account_status(
         self, account_id: str, status: AccountStatus, reason: str | None, at: float
     ) -> Account:
-        def work(conn: sqlite3.Connection) -> Any:
-            def body() -> Any:
-                cur = conn.execute(
-                    "UPDATE accounts SET status=?, status_reason=?, status_changed_at=? WHERE id=?",
-                    (status, reason, at, account_id),
-                )
-                if cur.rowcount == 0:
-                    return None
-                return conn.execute(
-                    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id=?", (account_id,)
-                ).fetchone()
-
-            return self._transaction(conn, body)
-
-        row = await self._run(work)
-        if row is None:
-            raise AccountNotFound(f"no account {account_id}")
-        return _account(row)
+        return await self._update_account(
+            account_id, {"status": status, "status_reason": reason, "status_changed_at": at}
+        )
 
     async def set_account_shaping(self, account_id: str, level: str | None) -> Account:
-        return await self._set_account_column(account_id, "shaping_level", level)
+        return await self._update_account(account_id, {"shaping_level": level})
 
     async def set_account_throttle(self, account_id: str, throttle: float | None) -> Account:
-        return await self._set_account_column(account_id, "throttle", throttle)
+        return await self._update_account(account_id, {"throttle": throttle})
 
-    async def _set_account_column(
-        self, account_id: str, column: str, value: str | float | None
+    async def _update_account(
+        self, account_id: str, changes: dict[str, str | float | None]
     ) -> Account:
+        """Set columns (names from this module, never from callers) and return the row."""
+        assignments = ", ".join(f"{column}=?" for column in changes)
+
         def work(conn: sqlite3.Connection) -> Any:
             def body() -> Any:
                 cur = conn.execute(
-                    f"UPDATE accounts SET {column}=? WHERE id=?", (value, account_id)
+                    f"UPDATE accounts SET {assignments} WHERE id=?",
+                    (*changes.values(), account_id),
                 )
                 if cur.rowcount == 0:
                     return None
