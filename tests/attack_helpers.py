@@ -18,7 +18,9 @@ def open_policy(tmp_path: Path, demo_cache: Path, **plan: Any) -> Policy:
     for file in demo_cache.iterdir():
         (models / file.name).write_bytes(file.read_bytes())
     spec = {"outputs": ["probabilities", "label"], **plan}
-    return make_policy(tmp_path, server={"max_batch_rows": 512}, plans={"open": spec})
+    return make_policy(
+        tmp_path, server={"max_batch_rows": 512, "max_body_bytes": 1 << 22}, plans={"open": spec}
+    )
 
 
 def victim(demo_cache: Path) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -115,3 +116,24 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds(None) == 1.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", 2.0) == 2.0
     assert retry_after_seconds("-1") == 1.0
+
+
+async def test_a_too_large_body_is_resent_in_smaller_batches() -> None:
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        rows = json.loads(request.content)["inputs"][0]["shape"][0]
+        sizes.append(rows)
+        if rows > 8:
+            return httpx.Response(413, json={"detail": "too large"})
+        out = {"name": "label", "shape": [rows], "datatype": "INT64", "data": [1] * rows}
+        return httpx.Response(200, json={"outputs": [out]})
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(handler), base_url="http://x"
+    ) as client:
+        target = OipTarget(client, "digits", "k", batch_rows=32)
+        answer = await target.query(np.zeros((20, 64)))
+    assert answer.labels.shape == (20,) and target.batch_rows == 8
+    # halved until a batch passes, then kept at that size
+    assert sizes == [20, 16, 8, 8, 4]

@@ -83,6 +83,8 @@ class TargetRefused(Exception):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+        self.partial: Answer | None = None
+        """The answers to the leading rows of the refused call, if any came back."""
 
 
 class QueryTarget(Protocol):
@@ -165,10 +167,20 @@ class OipTarget:
 
     async def query(self, rows: FloatArray) -> Answer:
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        parts = [
-            await self._batch(rows[start : start + self.batch_rows])
-            for start in range(0, rows.shape[0], self.batch_rows)
-        ]
+        parts: list[Answer] = []
+        start = 0
+        while start < rows.shape[0]:
+            batch = rows[start : start + self.batch_rows]
+            try:
+                parts.append(await self._batch(batch))
+            except TargetRefused as refused:
+                if refused.status != 413 or self.batch_rows == 1:
+                    refused.partial = _concat(parts) if parts else None
+                    raise
+                # the body was too large: a patient attacker sends smaller batches
+                self.batch_rows = max(1, self.batch_rows // 2)
+                continue
+            start += batch.shape[0]
         return _concat(parts)
 
     async def _batch(self, rows: FloatArray) -> Answer:

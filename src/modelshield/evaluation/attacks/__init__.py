@@ -1,0 +1,1 @@
+"""Extraction attacks, one module each; see ``base`` for what they share."""
