@@ -75,6 +75,14 @@ class Answer:
         out[rows, self.classes[rows, cols]] = self.probabilities[rows, cols]
         return out
 
+    def head(self, n: int) -> Answer:
+        """The answers to the first ``n`` rows."""
+        return Answer(
+            labels=self.labels[:n],
+            probabilities=None if self.probabilities is None else self.probabilities[:n],
+            classes=None if self.classes is None else self.classes[:n],
+        )
+
 
 class TargetRefused(Exception):
     """The target refused a query for a reason waiting does not fix."""
@@ -175,13 +183,13 @@ class OipTarget:
                 parts.append(await self._batch(batch))
             except TargetRefused as refused:
                 if refused.status != 413 or self.batch_rows == 1:
-                    refused.partial = _concat(parts) if parts else None
+                    refused.partial = concat_answers(parts) if parts else None
                     raise
                 # the body was too large: a patient attacker sends smaller batches
                 self.batch_rows = max(1, self.batch_rows // 2)
                 continue
             start += batch.shape[0]
-        return _concat(parts)
+        return concat_answers(parts)
 
     async def _batch(self, rows: FloatArray) -> Answer:
         body = {
@@ -224,7 +232,14 @@ def _detail(response: httpx.Response) -> str:
     return str(data)[:200]
 
 
-def _concat(parts: list[Answer]) -> Answer:
+def concat_answers(parts: list[Answer]) -> Answer:
+    """One :class:`Answer` for the rows of ``parts`` in order.
+
+    Probabilities survive only if every part has them; top-k parts of different widths
+    are padded with class ``-1``.
+    """
+    if not parts:
+        return Answer(labels=np.zeros(0, dtype=np.int64))
     if len(parts) == 1:
         return parts[0]
     labels = np.concatenate([p.labels for p in parts])

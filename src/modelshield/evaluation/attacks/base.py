@@ -1,10 +1,14 @@
 """What every attack shares: the input space, the clone, the result.
 
-An attack is a plain class (no base class to inherit): ``__init__`` stores its
-parameters (``queries``, ``seed`` and its own), ``async run(target) -> AttackResult``
-queries a :class:`~modelshield.evaluation.targets.QueryTarget` and trains a clone on
-what it received. A refusal the attacker cannot wait out (suspension, revoked key,
-``max_wait`` passed) ends the querying; the clone is trained on what was received.
+An attack is a plain class (no base class to inherit) that satisfies :class:`Attack`:
+``__init__`` stores its parameters (``queries``, ``seed`` and its own),
+``async run(target) -> AttackResult`` queries a
+:class:`~modelshield.evaluation.targets.QueryTarget` and trains a clone on what it
+received, and ``train(rows, answer)`` trains the clone the attack would have built
+from those rows and answers alone (the evaluation harness calls it on prefixes of the
+transcript to draw fidelity against queries spent). A refusal the attacker cannot wait
+out (suspension, revoked key, ``max_wait`` passed) ends the querying; the clone is
+trained on what was received.
 
 Example:
     >>> space = InputSpace(features=4, low=0.0, high=2.0, classes=3)
@@ -16,12 +20,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from modelshield.evaluation.targets import Answer, FloatArray, QueryTarget, TargetRefused
+from modelshield.evaluation.targets import (
+    Answer,
+    FloatArray,
+    QueryTarget,
+    TargetRefused,
+    concat_answers,
+)
 
 CloneKind = Literal["logistic", "mlp"]
 
@@ -108,7 +118,8 @@ def fit_clone(
 
 @dataclass(slots=True)
 class AttackResult:
-    """The clone and what it cost: rows answered, 429s met, seconds waited."""
+    """The clone, what it was trained on, and what it cost: rows answered, 429s met,
+    seconds waited."""
 
     attack: str
     clone: Clone
@@ -117,6 +128,22 @@ class AttackResult:
     waited_s: float
     stopped: str | None = None
     """Why querying ended early (a refusal), or ``None``."""
+    rows: FloatArray | None = None
+    """Every row the attack had answered, in order."""
+    answer: Answer | None = None
+    """The answers to ``rows``."""
+
+
+class Attack(Protocol):
+    """What the evaluation harness runs (see the module docstring)."""
+
+    name: str
+    seed: int
+    space: InputSpace
+
+    async def run(self, target: QueryTarget) -> AttackResult: ...
+
+    def train(self, rows: FloatArray, answer: Answer) -> Clone: ...
 
 
 class Transcript:
@@ -154,6 +181,10 @@ class Transcript:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([a.labels for a in self.answers])
 
+    @property
+    def answer(self) -> Answer:
+        return concat_answers(self.answers)
+
     def result(self, attack: str, clone: Clone) -> AttackResult:
         return AttackResult(
             attack=attack,
@@ -162,4 +193,6 @@ class Transcript:
             throttled=self.target.throttled,
             waited_s=self.target.waited,
             stopped=self.stopped,
+            rows=self.x,
+            answer=self.answer,
         )

@@ -32,7 +32,7 @@ from modelshield.evaluation.attacks.base import (
     Transcript,
     fit_clone,
 )
-from modelshield.evaluation.targets import FloatArray, QueryTarget
+from modelshield.evaluation.targets import Answer, FloatArray, QueryTarget
 
 _FLOOR = 1e-30
 
@@ -58,14 +58,14 @@ class EquationSolving:
         n = self.queries if self.queries is not None else space.features + 1
         transcript = Transcript(target)
         await transcript.ask(space.uniform(rng, n))
-        answers = transcript.answers
-        x = transcript.x
-        if not answers or all(a.probabilities is None for a in answers):
-            clone = fit_clone(x, transcript.labels, space, seed=self.seed)
-            return transcript.result(self.name, clone)
-        dense = np.concatenate([a.dense(space.classes) for a in answers])
-        coef, intercept = solve_softmax(x, dense)
-        return transcript.result(self.name, softmax_clone(coef, intercept, space))
+        return transcript.result(self.name, self.train(transcript.x, transcript.answer))
+
+    def train(self, rows: FloatArray, answer: Answer) -> Clone:
+        """Solve from the probabilities; with labels only, fit a logistic clone."""
+        if answer.probabilities is None:
+            return fit_clone(rows, answer.labels, self.space, seed=self.seed)
+        coef, intercept = solve_softmax(rows, answer.dense(self.space.classes))
+        return softmax_clone(coef, intercept, self.space)
 
 
 def solve_softmax(x: FloatArray, probabilities: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -14,12 +14,13 @@ import numpy as np
 
 from modelshield.evaluation.attacks.base import (
     AttackResult,
+    Clone,
     CloneKind,
     InputSpace,
     Transcript,
     fit_clone,
 )
-from modelshield.evaluation.targets import QueryTarget
+from modelshield.evaluation.targets import Answer, FloatArray, QueryTarget
 
 
 class UniformQueries:
@@ -43,7 +44,7 @@ class UniformQueries:
         rng = np.random.default_rng(self.seed)
         transcript = Transcript(target)
         await transcript.ask(self.space.uniform(rng, self.queries))
-        clone = fit_clone(
-            transcript.x, transcript.labels, self.space, kind=self.clone, seed=self.seed
-        )
-        return transcript.result(self.name, clone)
+        return transcript.result(self.name, self.train(transcript.x, transcript.answer))
+
+    def train(self, rows: FloatArray, answer: Answer) -> Clone:
+        return fit_clone(rows, answer.labels, self.space, kind=self.clone, seed=self.seed)
