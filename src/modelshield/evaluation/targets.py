@@ -42,6 +42,7 @@ from modelshield.storage.base import Store
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 Sleep = Callable[[float], Awaitable[None]]
+AfterBatch = Callable[[int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +88,12 @@ class Answer:
 class TargetRefused(Exception):
     """The target refused a query for a reason waiting does not fix."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
+        """For a 429 not waited out: the ``Retry-After`` the target asked for."""
         self.partial: Answer | None = None
         """The answers to the leading rows of the refused call, if any came back."""
 
@@ -161,6 +164,7 @@ class OipTarget:
         batch_rows: int = 64,
         sleep: Sleep | None = None,
         max_wait: float = 86_400.0,
+        after_batch: AfterBatch | None = None,
     ) -> None:
         self.client = client
         self.model = model
@@ -169,6 +173,9 @@ class OipTarget:
         self.batch_rows = batch_rows
         self.sleep = sleep or _asyncio_sleep
         self.max_wait = max_wait
+        self.after_batch = after_batch
+        """Awaited with the row count after every answered batch (the evaluation
+        harness moves its clock and looks for alerts there)."""
         self.queries = 0
         self.throttled = 0
         self.waited = 0.0
@@ -211,7 +218,9 @@ class OipTarget:
                 self.throttled += 1
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
                 if self.waited + wait > self.max_wait:
-                    raise TargetRefused(429, f"waiting would pass max_wait={self.max_wait}s")
+                    raise TargetRefused(
+                        429, f"waiting would pass max_wait={self.max_wait}s", retry_after=wait
+                    )
                 self.waited += wait
                 await self.sleep(wait)
                 continue
@@ -219,6 +228,8 @@ class OipTarget:
                 raise TargetRefused(response.status_code, _detail(response))
             answer = decode_answer(response.json(), rows.shape[0])
             self.queries += rows.shape[0]
+            if self.after_batch is not None:
+                await self.after_batch(rows.shape[0])
             return answer
 
 

@@ -420,7 +420,7 @@ def _shapiro_w(values: FloatArray) -> float:
     finite = values[np.isfinite(values)]
     if len(finite) < PRADA_MIN or float(np.ptp(finite)) == 0.0:
         return 1.0
-    from scipy.stats import shapiro  # type: ignore[import-untyped]
+    from scipy.stats import shapiro
 
     if len(finite) > 5000:  # scipy's p-value is inexact beyond; W itself is fine
         finite = finite[-5000:]
