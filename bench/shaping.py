@@ -56,6 +56,7 @@ from modelshield.controls.misinformation import Misinformation
 from modelshield.controls.noise import CalibratedNoise
 from modelshield.controls.reverse_sigmoid import ReverseSigmoid
 from modelshield.controls.shaping import ShapingChain
+from modelshield.evaluation.attacks.public_data import augment_digits
 from modelshield.evaluation.utility import as_distribution
 from modelshield.models.demo import digits_split, train_digits_model
 from modelshield.policy.shaping import ShapingSpec
@@ -149,21 +150,6 @@ def cost_markdown(results: list[dict[str, Any]]) -> str:
 
 
 # --- part 2: extraction -----------------------------------------------------------------
-
-
-def augment(images: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` public-style queries made from ``images``: shifted, rescaled, noisy digits."""
-    base = images[rng.integers(len(images), size=n)].reshape(n, 8, 8)
-    shifts = rng.integers(-1, 2, size=(n, 2))
-    moved = np.stack(
-        [
-            np.roll(np.roll(b, dx, axis=1), dy, axis=0)
-            for b, (dx, dy) in zip(base, shifts, strict=True)
-        ]
-    )
-    moved = moved * rng.uniform(0.7, 1.2, size=(n, 1, 1)) + rng.normal(0.0, 2.0, moved.shape)
-    queries: np.ndarray = np.clip(np.rint(moved), 0, 16).reshape(n, 64)
-    return queries
 
 
 def train_student(rows: np.ndarray, targets: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -290,7 +276,7 @@ def evaluate(world: World, setting: Setting, queries: Sequence[int], seeds: int)
     for n in queries:
         scores = []
         for seed in range(seeds):
-            rows = augment(world.pool, n, np.random.default_rng(1000 + seed))
+            rows = augment_digits(world.pool, n, np.random.default_rng(1000 + seed))
             p = world.victim.predict_proba(rows)
             answers = setting.answers(p, rows)
             kept.append(float((answers.argmax(axis=1) == p.argmax(axis=1)).mean()))

@@ -12,7 +12,6 @@ Needs the ``redis`` extra: ``pip install 'modelshield[redis]'``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +30,8 @@ from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
 from modelshield.monitor.records import Alert, ResponseAction
 from modelshield.storage import redis_scripts as lua
-from modelshield.storage.limiter import US, Check, CheckResult, Decision, RateCheck
+from modelshield.storage.limiter import Check, Decision, RateCheck
+from modelshield.storage.redis_decisions import DecisionBatcher
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ class RedisStore:
         self._maxlen = max_events_per_stream
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
-        self._pending_decisions: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._decisions: DecisionBatcher | None = None
 
     # plumbing ---------------------------------------------------------------
     async def open(self) -> None:
@@ -105,8 +105,10 @@ class RedisStore:
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
+        self._decisions = DecisionBatcher(
+            self._client.connection_pool.make_connection, lua.CHECK_AND_CHARGE, self.prefix
+        )
         for name in (
-            "CHECK_AND_CHARGE",
             "REFUND",
             "ADD_TO_COUNTER",
             "CREATE_ACCOUNT",
@@ -123,6 +125,9 @@ class RedisStore:
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        decisions, self._decisions = self._decisions, None
+        if decisions is not None:
+            await decisions.close()
         if client is not None:
             await client.aclose()
 
@@ -347,84 +352,10 @@ class RedisStore:
 
     # limiter ----------------------------------------------------------------
     async def _decide(self, checks: Sequence[Check], now: int, charge: bool) -> Decision:
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def slot(key: str | None) -> int:
-            if key is None:
-                return 0
-            if key not in index:
-                keys.append(self.prefix + key)
-                index[key] = len(keys)
-            return index[key]
-
-        specs: list[str] = []
-        for check in checks:
-            if isinstance(check, RateCheck):
-                specs.append(f"r,{slot(check.key)},{check.cost},{check.interval},{check.burst},0")
-            else:
-                expires = check.expires_at if check.expires_at is not None else -1
-                specs.append(
-                    f"q,{slot(check.key)},{check.cost},{check.limit},{expires},"
-                    f"{slot(check.bonus_key)}"
-                )
-        raw = await self._batched_script(keys, [now, 1 if charge else 0, ";".join(specs)])
-        values = [int(v) for v in str(raw).split(",")]
-        results = []
-        for i, check in enumerate(checks):
-            allowed, limit, remaining, reset, retry, used = values[1 + i * 6 : 7 + i * 6]
-            results.append(
-                CheckResult(
-                    check.name,
-                    bool(allowed),
-                    limit,
-                    remaining,
-                    reset / US if reset >= 0 else None,
-                    retry / US if retry >= 0 else None,
-                    used=used,
-                )
-            )
-        return Decision(bool(values[0]), tuple(results))
-
-    async def _batched_script(self, keys: list[str], args: list[Any]) -> Any:
-        """CHECK_AND_CHARGE, pipelined with the other decisions of this event-loop turn.
-
-        Each decision is still one script (atomic); concurrent requests share one round
-        trip and one reply parse instead of paying for their own.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending_decisions.append((keys, args, future))
-        if len(self._pending_decisions) == 1:
-            loop.call_soon(lambda: loop.create_task(self._flush_decisions()))
-        return await future
-
-    async def _flush_decisions(self) -> None:
-        batch, self._pending_decisions = self._pending_decisions, []
-        script = self._scripts["CHECK_AND_CHARGE"]
-        try:
-            if len(batch) == 1:
-                keys, args, _ = batch[0]
-                results = [await self._script("CHECK_AND_CHARGE", keys, args)]
-            else:
-
-                async def run() -> list[Any]:
-                    pipe = self._client.pipeline(transaction=False)
-                    for keys, args, _ in batch:
-                        await script(keys=keys, args=args, client=pipe)
-                    return list(await pipe.execute())
-
-                results = await self._call(run)
-        except BaseException as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        if self._decisions is None:
+            await self.open()
+        assert self._decisions is not None
+        return await self._decisions.decide(checks, now, charge)
 
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         return await self._decide(checks, now, charge=True)

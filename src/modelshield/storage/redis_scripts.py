@@ -28,80 +28,120 @@ local function write_quota(key, value, expires, now)
 end
 """
 
-# KEYS: every counter key a decision reads. ARGV: now, charge (1/0), then ONE string
-# holding every check as "kind,key index,cost,interval|limit,burst|expires_at (-1: never),
-# bonus key index (0: none)" joined by ";". Returns ONE string: allowed, then per check
-# allowed, limit, remaining, reset_us (-1: never), retry_us (-1: never), used, joined by
-# ",". One argument in and one string out keep the client's encoding and parsing cheap
-# (they, not Redis, dominate a decision's cost). Mirrors limiter.decide().
-CHECK_AND_CHARGE = (
-    _QUOTA
-    + """
-local now = tonumber(ARGV[1])
-local charge = ARGV[2] == '1'
-local out = {1}
-local writes = {}
-for kind, key_index, cost, p1, p2, bonus_index in
-    string.gmatch(ARGV[3], '(%a),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%d+)') do
-  local key = KEYS[tonumber(key_index)]
-  cost = tonumber(cost)
-  p1 = tonumber(p1)
-  p2 = tonumber(p2)
-  bonus_index = tonumber(bonus_index)
-  if kind == 'r' then
-    local stored = tonumber(redis.call('GET', key) or '')
-    local tat = now
-    if stored and stored > now then tat = stored end
-    local new_tat = tat + cost * p1
-    local allow_at = new_tat - p2 * p1
-    local capacity = now + p2 * p1
-    if allow_at <= now then
-      table.insert(writes, {'r', key, new_tat, new_tat - now})
-      local remaining = math.floor((capacity - new_tat) / p1)
-      for _, v in ipairs({1, p2, remaining, new_tat - now, -1, 0}) do table.insert(out, v) end
-    else
-      out[1] = 0
-      local remaining = math.floor((capacity - tat) / p1)
-      if remaining < 0 then remaining = 0 end
-      local retry = allow_at - now
-      if cost > p2 then retry = -1 end
-      for _, v in ipairs({0, p2, remaining, tat - now, retry, 0}) do table.insert(out, v) end
+# A BATCH of decisions in one script run. KEYS: every counter key the batch reads, each
+# once. ARGV[1]: ONE string of integers joined by ",": per decision "now, charge (1/0),
+# number of checks", then per check "kind (0 rate, 1 quota), key index, cost,
+# interval|limit, burst|expires_at (-1: never), bonus key index (0: none)". Decisions run
+# in order, each all or nothing (the script is atomic, and a later decision sees what an
+# earlier one charged); counters are read with MGET and each changed key is written once
+# at the end. Returns ONE flat array of integers: per decision allowed (1/0), then per
+# check the values it read -- rate: stored TAT (0: none), 0; quota: used, bonus -- from
+# which the client rebuilds the decision's details with limiter.decide() (the one rule),
+# so the script computes only what admission needs. Mirrors limiter.decide().
+CHECK_AND_CHARGE = """
+local raw = {}
+for first = 1, #KEYS, 1000 do
+  local last = math.min(#KEYS, first + 999)
+  local values = redis.call('MGET', unpack(KEYS, first, last))
+  for j = first, last do raw[j] = values[j - first + 1] end
+end
+-- parsed counters: rate[i] = TAT or false; quota[i] = {value, expires}
+local rate, quota = {}, {}
+local function rate_of(i)
+  local v = rate[i]
+  if v == nil then
+    v = tonumber(raw[i] or '') or false
+    rate[i] = v
+  end
+  return v or 0
+end
+local function quota_of(i, now)
+  local q = quota[i]
+  if q == nil then
+    q = {0, -1}
+    local r = raw[i]
+    if r then
+      local value, expires = string.match(r, '^(%-?%d+)|(%-?%d+)$')
+      if value then q = {tonumber(value), tonumber(expires)} end
     end
+    quota[i] = q
+  end
+  if q[2] >= 0 and q[2] <= now then return 0 end
+  return q[1]
+end
+local a, n = {}, 0
+for v in string.gmatch(ARGV[1], '%-?%d+') do
+  n = n + 1
+  a[n] = tonumber(v)
+end
+local out, o = {}, 0
+local dirty, order = {}, {}
+-- a changed key: {kind, TTL in ms (-1: none)}; written once, in first-change order
+local function mark(i, kind, ttl_ms)
+  if not dirty[i] then table.insert(order, i) end
+  if ttl_ms ~= -1 and ttl_ms < 1 then ttl_ms = 1 end
+  dirty[i] = {kind, ttl_ms}
+end
+local p = 1
+while p <= n do
+  local now, charge, count = a[p], a[p + 1], a[p + 2]
+  p = p + 3
+  local head, first = o + 1, p
+  o = o + 1
+  local ok = 1
+  for _ = 1, count do
+    local kind, cost, p1, p2 = a[p], a[p + 2], a[p + 3], a[p + 4]
+    if kind == 0 then
+      local stored = rate_of(a[p + 1])
+      local tat = stored
+      if tat < now then tat = now end
+      if tat + cost * p1 - p2 * p1 > now then ok = 0 end
+      out[o + 1], out[o + 2] = stored, 0
+    else
+      local used = quota_of(a[p + 1], now)
+      local bonus = 0
+      if a[p + 5] > 0 then bonus = quota_of(a[p + 5], now) end
+      if used + cost > p1 + bonus then ok = 0 end
+      out[o + 1], out[o + 2] = used, bonus
+    end
+    o = o + 2
+    p = p + 6
+  end
+  out[head] = ok
+  if ok == 1 and charge == 1 then
+    local r = head + 1
+    for q = first, p - 1, 6 do
+      local kind, i, cost, p1, p2 = a[q], a[q + 1], a[q + 2], a[q + 3], a[q + 4]
+      if kind == 0 then
+        local tat = out[r]
+        if tat < now then tat = now end
+        local new_tat = tat + cost * p1
+        rate[i] = new_tat
+        mark(i, 0, math.ceil((new_tat - now) / 1000) + 1000)
+      elseif cost ~= 0 then
+        quota[i] = {out[r] + cost, p2}
+        if p2 >= 0 then mark(i, 1, math.ceil((p2 - now) / 1000) + 1000) else mark(i, 1, -1) end
+      end
+      r = r + 2
+    end
+  end
+end
+for _, i in ipairs(order) do
+  local kind, ttl_ms = dirty[i][1], dirty[i][2]
+  local value
+  if kind == 0 then
+    value = string.format('%d', rate[i])
   else
-    local used = read_quota(key, now)
-    local bonus = 0
-    if bonus_index > 0 then bonus = read_quota(KEYS[bonus_index], now) end
-    local limit = p1 + bonus
-    local reset = -1
-    if p2 >= 0 then reset = p2 - now end
-    if used + cost <= limit then
-      local after = used + cost
-      if cost > 0 then table.insert(writes, {'q', key, after, p2}) end
-      local remaining = limit - after
-      if remaining < 0 then remaining = 0 end
-      for _, v in ipairs({1, limit, remaining, reset, -1, after}) do table.insert(out, v) end
-    else
-      out[1] = 0
-      local remaining = limit - used
-      if remaining < 0 then remaining = 0 end
-      for _, v in ipairs({0, limit, remaining, reset, reset, used}) do table.insert(out, v) end
-    end
+    value = string.format('%d|%d', quota[i][1], quota[i][2])
+  end
+  if ttl_ms >= 0 then
+    redis.call('SET', KEYS[i], value, 'PX', string.format('%d', ttl_ms))
+  else
+    redis.call('SET', KEYS[i], value)
   end
 end
-if out[1] == 1 and charge then
-  for _, w in ipairs(writes) do
-    if w[1] == 'r' then
-      local ttl_ms = math.ceil(w[4] / 1000) + 1000
-      redis.call('SET', w[2], string.format('%d', w[3]), 'PX', string.format('%d', ttl_ms))
-    else
-      write_quota(w[2], w[3], w[4], now)
-    end
-  end
-end
-for i = 1, #out do out[i] = string.format('%d', out[i]) end
-return table.concat(out, ',')
+return out
 """
-)
 
 # KEYS: counter keys. ARGV: now, then per key: kind, cost, interval (rate) | expires_at.
 REFUND = (

@@ -1,0 +1,162 @@
+"""Check-and-charge on Redis: the decisions of one event-loop turn in ONE script run.
+
+Every decision is still all or nothing and exact across processes (DESIGN invariant 1):
+the batch runs as one Lua script (``redis_scripts.CHECK_AND_CHARGE``), which Redis
+executes atomically, deciding the decisions in order so that each sees what the earlier
+ones charged. What batching saves is the client's work: one command to encode, one reply
+to parse, one round trip and one script call per batch instead of per decision. The
+script returns only the admission flag and the counter values each decision read; the
+details (remaining, reset, retry) are rebuilt here with :func:`~.limiter.decide`, the same
+rule every backend uses.
+
+The batches go over a connection of their own, one batch at a time: requests arriving
+while a batch is in flight form the next one. A connection failure or timeout fails
+every decision of the batch with :class:`~modelshield.errors.StoreUnavailable` (the
+gate then denies, or admits with ``fail_open``); the connection reconnects on the next
+batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from modelshield.errors import StoreUnavailable
+from modelshield.storage.limiter import Check, Decision, RateCheck, decide
+
+MAX_BATCH = 256
+"""Decisions per script run at most (a script blocks Redis while it runs)."""
+
+
+class _Batch:
+    """Decisions waiting for one script run, already encoded."""
+
+    __slots__ = ("index", "keys", "numbers", "waiters")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+        self.numbers: list[str] = []
+        self.waiters: list[tuple[Sequence[Check], int, asyncio.Future[Decision]]] = []
+
+
+class DecisionBatcher:
+    """Sends the pending decisions as one ``EVALSHA`` per batch over its own connection.
+
+    ``make_connection`` returns an unconnected redis-py asyncio connection (the store's
+    pool settings: address, credentials, timeouts).
+    """
+
+    def __init__(self, make_connection: Callable[[], Any], script: str, prefix: str) -> None:
+        self._make_connection = make_connection
+        self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._prefix = prefix
+        self._connection: Any = None
+        self._queue: list[_Batch] = []
+        self._running = False
+
+    async def decide(self, checks: Sequence[Check], now: int, charge: bool) -> Decision:
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        if not queue or len(queue[-1].waiters) >= MAX_BATCH:
+            queue.append(_Batch())
+        batch = queue[-1]
+        keys, index, prefix = batch.keys, batch.index, self._prefix
+        parts = batch.numbers
+        parts.append(f"{now},{1 if charge else 0},{len(checks)}")
+        for check in checks:
+            slot = index.get(check.key)
+            if slot is None:
+                keys.append(prefix + check.key)
+                slot = index[check.key] = len(keys)
+            if isinstance(check, RateCheck):
+                parts.append(f"0,{slot},{check.cost},{check.interval},{check.burst},0")
+                continue
+            bonus = 0
+            if check.bonus_key:
+                bonus = index.get(check.bonus_key, 0)
+                if not bonus:
+                    keys.append(prefix + check.bonus_key)
+                    bonus = index[check.bonus_key] = len(keys)
+            expires = -1 if check.expires_at is None else check.expires_at
+            parts.append(f"1,{slot},{check.cost},{check.limit},{expires},{bonus}")
+        future: asyncio.Future[Decision] = loop.create_future()
+        batch.waiters.append((checks, now, future))
+        if not self._running:
+            self._running = True
+            # after the other requests of this loop turn have joined the batch
+            loop.call_soon(lambda: loop.create_task(self._run()))
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                await self._send(self._queue.pop(0))
+        finally:
+            self._running = False
+
+    async def _send(self, batch: _Batch) -> None:
+        try:
+            reply = await self._evalsha(batch)
+        except BaseException as exc:
+            error = _unavailable(exc) or exc
+            for _, _, future in batch.waiters:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        at = 0
+        for checks, now, future in batch.waiters:
+            allowed = reply[at]
+            at += 1
+            values: dict[str, int] = {}
+            for check in checks:
+                values[check.key] = reply[at]
+                if not isinstance(check, RateCheck) and check.bonus_key:
+                    values[check.bonus_key] = reply[at + 1]
+                at += 2
+            if not future.done():
+                decision = decide(checks, values, now, charge=False)[0]
+                decision.allowed = allowed == 1  # the script's verdict is what was charged
+                future.set_result(decision)
+
+    async def _evalsha(self, batch: _Batch) -> list[int]:
+        from redis.exceptions import NoScriptError, ResponseError
+
+        if self._connection is None:
+            self._connection = self._make_connection()
+        connection = self._connection
+        command = ("EVALSHA", self._sha, len(batch.keys), *batch.keys, ",".join(batch.numbers))
+        try:
+            try:
+                await connection.send_command(*command)
+                reply = await connection.read_response()
+            except NoScriptError:  # a restarted or flushed Redis: load it, run it again
+                await connection.send_command("SCRIPT", "LOAD", self._script)
+                await connection.read_response()
+                await connection.send_command(*command)
+                reply = await connection.read_response()
+        except ResponseError:
+            raise  # the reply was read whole: the connection is still in step
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        return list(reply)
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError):
+        return StoreUnavailable(f"Redis store unreachable: {type(exc).__name__}")
+    return None
