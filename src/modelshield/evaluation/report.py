@@ -83,6 +83,9 @@ def markdown_report(results: EvaluationResults, plots: list[str]) -> str:
         "",
         "## Legitimate accounts",
         "",
+        "The same simulated customers run beside every attack of a policy; flagged and "
+        "acted-on count the distinct customers concerned beside any of them.",
+        "",
         markdown_table(BENIGN_HEADER, benign_rows(results)),
         "",
     ]

@@ -100,6 +100,11 @@ class BenignOutcome:
     top1_agreement: float
     mean_l1: float
     flagged_behaviours: list[str] = field(default_factory=list)
+    flagged_accounts: list[int] = field(default_factory=list)
+    """Population indexes of the flagged accounts (the same customers are replayed
+    beside every attack of a variant, so these identify them across runs)."""
+    acted_accounts: list[int] = field(default_factory=list)
+    """Population indexes of the accounts counted in ``actioned``."""
 
     @property
     def false_positive_rate(self) -> float:
@@ -129,10 +134,17 @@ class VariantResult:
         return list(dict.fromkeys(r.attack for r in self.runs))
 
     def benign_totals(self) -> dict[str, Any]:
-        """Benign outcomes summed over the protected runs of this variant."""
-        accounts = sum(b.accounts for b in self.benign)
-        flagged = sum(b.flagged for b in self.benign)
-        acted = sum(b.acted_on for b in self.benign)
+        """The benign population over the protected runs of this variant.
+
+        The same population is replayed beside every attack, so ``accounts`` is its
+        size (not one count per run), ``flagged`` and ``acted_on`` count the distinct
+        customers flagged or acted on beside any attack, and ``runs`` says how many
+        times the population was replayed; requests, refusals and rows are summed
+        over the runs.
+        """
+        accounts = max((b.accounts for b in self.benign), default=0)
+        flagged = _distinct(self.benign, "flagged_accounts", "flagged")
+        acted = _distinct(self.benign, "acted_accounts", "acted_on")
         rows = sum(b.rows_answered for b in self.benign)
         agreement = (
             sum(b.top1_agreement * b.rows_answered for b in self.benign) / rows if rows else 0.0
@@ -140,6 +152,7 @@ class VariantResult:
         l1 = sum(b.mean_l1 * b.rows_answered for b in self.benign) / rows if rows else 0.0
         return {
             "accounts": accounts,
+            "runs": len(self.benign),
             "flagged": flagged,
             "acted_on": acted,
             "false_positive_rate": flagged / accounts if accounts else 0.0,
@@ -149,6 +162,13 @@ class VariantResult:
             "top1_agreement": agreement,
             "mean_l1": l1,
         }
+
+
+def _distinct(outcomes: list[BenignOutcome], indexes: str, count: str) -> int:
+    """Distinct accounts over the runs (at least the largest per-run count, which is all
+    results written before the indexes were recorded have)."""
+    union = {i for b in outcomes for i in getattr(b, indexes)}
+    return max(len(union), max((int(getattr(b, count)) for b in outcomes), default=0))
 
 
 @dataclass(slots=True)

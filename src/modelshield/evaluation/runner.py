@@ -163,7 +163,9 @@ class DetectionWatch:
                     self.strongest = alert
             for action in await self.site.actions(account):
                 if action.action_id not in self.actions:
-                    self.actions[action.action_id] = ActionSeen(action.kind, self.queries, now)
+                    self.actions[action.action_id] = ActionSeen(
+                        action.kind, self.queries, round(now, 3)
+                    )
 
     def detection(self) -> Detection:
         if self.first is None:
@@ -286,6 +288,8 @@ class BenignDriver:
 
     async def outcome(self, attack: str, reference: Reference) -> BenignOutcome:
         flagged: list[str] = []
+        flagged_accounts: list[int] = []
+        acted_accounts: list[int] = []
         actioned: dict[str, int] = {}
         rows: list[FloatArray] = []
         answers: list[Answer] = []
@@ -297,10 +301,12 @@ class BenignDriver:
             alerts = await self.site.alerts(state.account_id)
             if alerts:
                 flagged.append(state.account.behaviour)
+                flagged_accounts.append(state.account.index)
             kinds = [a.kind for a in await self.site.actions(state.account_id)]
             strongest = [k for k in _ACTION_ORDER if k in kinds]
             if strongest:
                 actioned[strongest[-1]] = actioned.get(strongest[-1], 0) + 1
+                acted_accounts.append(state.account.index)
         agreement, l1, answered = await benign_utility(rows, answers, reference)
         return BenignOutcome(
             attack=attack,
@@ -314,6 +320,8 @@ class BenignDriver:
             top1_agreement=agreement,
             mean_l1=l1,
             flagged_behaviours=sorted(flagged),
+            flagged_accounts=sorted(flagged_accounts),
+            acted_accounts=sorted(acted_accounts),
         )
 
 

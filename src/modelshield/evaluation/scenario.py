@@ -39,9 +39,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelshield.errors import ConfigError, PolicyError
+from modelshield.evaluation.benign import BEHAVIOURS
 from modelshield.policy.demo import DEMO_POLICY
 from modelshield.policy.loader import policy_from_mapping
 from modelshield.policy.schema import Policy
@@ -56,6 +64,19 @@ class BenignSpec(_Strict):
     horizon_s: float = Field(default=7200.0, gt=0)
     rows_per_account: int = Field(default=200, gt=0)
     mix: dict[str, float] | None = None
+
+    @field_validator("mix")
+    @classmethod
+    def _known_behaviours(cls, mix: dict[str, float] | None) -> dict[str, float] | None:
+        # checked here, not when the population is drawn, so the error names its path
+        if mix is None:
+            return mix
+        unknown = sorted(set(mix) - set(BEHAVIOURS))
+        if unknown:
+            raise ValueError(f"unknown behaviour {unknown[0]!r}; known: {', '.join(BEHAVIOURS)}")
+        if any(weight < 0 for weight in mix.values()) or not any(mix.values()):
+            raise ValueError("weights must be >= 0 and not all 0")
+        return mix
 
 
 class AttackSpec(_Strict):
