@@ -103,6 +103,7 @@ class Settings:
     redis_url: str
     redis_prefix_generated: bool
     skip_redis: bool
+    skip_sqlite: bool
     skip_limits: bool
     loop: str
     output: Path
@@ -125,6 +126,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "a random prefix=bench-<hex>: is added unless the URL has a prefix",
     )
     parser.add_argument("--skip-redis", action="store_true", help="memory and SQLite only")
+    parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite rows")
     parser.add_argument("--skip-limits", action="store_true", help="no `limits` library rows")
     parser.add_argument(
         "--loop",
@@ -155,6 +157,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         redis_url=url,
         redis_prefix_generated=generated,
         skip_redis=args.skip_redis,
+        skip_sqlite=args.skip_sqlite,
         skip_limits=args.skip_limits,
         loop=resolve_loop(args.loop, parser),
         output=args.output,
@@ -587,7 +590,11 @@ async def measure(settings: Settings) -> tuple[list[Case], list[str], dict[str, 
     await bench_uri("memory", "memory://", "memory://", full, settings, cases)
 
     with tempfile.TemporaryDirectory(prefix="modelshield-bench-limits-") as tmp:
-        for label, query in (("sqlite", ""), ("sqlite synchronous=normal", "?synchronous=normal")):
+        sqlite_cases = [("sqlite", ""), ("sqlite synchronous=normal", "?synchronous=normal")]
+        if settings.skip_sqlite:
+            notes.append("SQLite rows skipped (--skip-sqlite)")
+            sqlite_cases = []
+        for label, query in sqlite_cases:
             path = Path(tmp) / f"bench-{len(cases)}.db"
             uri = f"sqlite:///{path}{query}"
             log(f"{label} ({uri}) ...")

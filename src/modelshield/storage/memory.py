@@ -16,7 +16,7 @@ from modelshield.errors import AccountNotFound, Conflict, KeyNotFound, NotFound
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
 from modelshield.monitor.records import Alert, ResponseAction
-from modelshield.storage.limiter import Check, Decision, Writes, decide, refund_writes
+from modelshield.storage.limiter import Check, Decision, decide, refund_writes
 
 
 class MemoryStore:
@@ -151,28 +151,40 @@ class MemoryStore:
                 values[key] = found[0]
         return values
 
-    def _apply(self, writes: Writes) -> None:
-        self._counters.update(writes)
-
-    @staticmethod
-    def _check_keys(checks: Sequence[Check]) -> list[str | None]:
-        return [k for c in checks for k in (c.key, getattr(c, "bonus_key", None))]
+    def _check_values(self, checks: Sequence[Check], now: int) -> dict[str, int]:
+        """The live counters ``checks`` read (the hot path of every decision: inlined)."""
+        counters = self._counters
+        values: dict[str, int] = {}
+        for check in checks:
+            key = check.key
+            found = counters.get(key)
+            if found is not None and (found[1] is None or found[1] > now):
+                values[key] = found[0]
+            key = check.bonus_key  # type: ignore[assignment]
+            if key is not None:
+                found = counters.get(key)
+                if found is not None and (found[1] is None or found[1] > now):
+                    values[key] = found[0]
+        return values
 
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
+        # the lock guards against other threads; on the event loop this block has no
+        # await, so it is atomic among coroutines anyway
         with self._lock:
-            decision, writes = decide(checks, self._values(self._check_keys(checks), now), now)
-            self._apply(writes)
-            return decision
+            decision, writes = decide(checks, self._check_values(checks, now), now)
+            if writes:
+                self._counters.update(writes)
+        return decision
 
     async def peek(self, checks: Sequence[Check], now: int) -> Decision:
         with self._lock:
-            values = self._values(self._check_keys(checks), now)
+            values = self._check_values(checks, now)
         return decide(checks, values, now, charge=False)[0]
 
     async def refund(self, checks: Sequence[Check], now: int) -> None:
         with self._lock:
             values = self._values([c.key for c in checks], now)
-            self._apply(refund_writes(checks, values, now))
+            self._counters.update(refund_writes(checks, values, now))
 
     async def add_to_counter(self, key: str, amount: int, expires_at: int | None, now: int) -> int:
         with self._lock:
