@@ -24,14 +24,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from modelshield.errors import StoreUnavailable
-from modelshield.storage.limiter import Check, Decision, RateCheck, decide
+from modelshield.storage.limiter import Check, Decision, QuotaCheck, RateCheck, decide
 
 MAX_BATCH = 256
 """Decisions per script run at most (a script blocks Redis while it runs)."""
 
 
 class _Batch:
-    """Decisions waiting for one script run, already encoded."""
+    """Decisions waiting for one script run, already encoded.
+
+    ``keys`` holds each key name once as a RESP bulk string (``$<bytes>\\r\\n<name>\\r\\n``):
+    the command is packed here, in one join, rather than argument by argument by the
+    client library (which costs more than everything else a decision does).
+    """
 
     __slots__ = ("index", "keys", "numbers", "waiters")
 
@@ -40,6 +45,27 @@ class _Batch:
         self.index: dict[str, int] = {}
         self.numbers: list[str] = []
         self.waiters: list[tuple[Sequence[Check], int, asyncio.Future[Decision]]] = []
+
+    def add_key(self, key: str, prefix: str) -> int:
+        """Add ``key`` to KEYS; returns its 1-based index."""
+        name = prefix + key
+        size = len(name) if name.isascii() else len(name.encode())
+        self.keys.append(f"${size}\r\n{name}\r\n")
+        slot = self.index[key] = len(self.keys)
+        return slot
+
+    def command(self, sha: str) -> bytes:
+        """``EVALSHA sha numkeys key… numbers`` in the Redis protocol (RESP)."""
+        count = str(len(self.keys))
+        numbers = ",".join(self.numbers)
+        return "".join(
+            [
+                f"*{len(self.keys) + 4}\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n",
+                f"${len(count)}\r\n{count}\r\n",
+                *self.keys,
+                f"${len(numbers)}\r\n{numbers}\r\n",
+            ]
+        ).encode()
 
 
 class DecisionBatcher:
@@ -64,25 +90,20 @@ class DecisionBatcher:
         if not queue or len(queue[-1].waiters) >= MAX_BATCH:
             queue.append(_Batch())
         batch = queue[-1]
-        keys, index, prefix = batch.keys, batch.index, self._prefix
+        index, prefix = batch.index, self._prefix
         parts = batch.numbers
         parts.append(f"{now},{1 if charge else 0},{len(checks)}")
         for check in checks:
-            slot = index.get(check.key)
-            if slot is None:
-                keys.append(prefix + check.key)
-                slot = index[check.key] = len(keys)
-            if isinstance(check, RateCheck):
+            # the KEYS slot of each key (added on first use; inlined: this runs per key)
+            slot = index.get(check.key) or batch.add_key(check.key, prefix)
+            if check.__class__ is RateCheck:
                 parts.append(f"0,{slot},{check.cost},{check.interval},{check.burst},0")
                 continue
-            bonus = 0
-            if check.bonus_key:
-                bonus = index.get(check.bonus_key, 0)
-                if not bonus:
-                    keys.append(prefix + check.bonus_key)
-                    bonus = index[check.bonus_key] = len(keys)
-            expires = -1 if check.expires_at is None else check.expires_at
-            parts.append(f"1,{slot},{check.cost},{check.limit},{expires},{bonus}")
+            quota: QuotaCheck = check  # type: ignore[assignment]
+            bonus_key = quota.bonus_key
+            bonus = (index.get(bonus_key) or batch.add_key(bonus_key, prefix)) if bonus_key else 0
+            expires = -1 if quota.expires_at is None else quota.expires_at
+            parts.append(f"1,{slot},{quota.cost},{quota.limit},{expires},{bonus}")
         future: asyncio.Future[Decision] = loop.create_future()
         batch.waiters.append((checks, now, future))
         if not self._running:
@@ -116,8 +137,9 @@ class DecisionBatcher:
             values: dict[str, int] = {}
             for check in checks:
                 values[check.key] = reply[at]
-                if not isinstance(check, RateCheck) and check.bonus_key:
-                    values[check.bonus_key] = reply[at + 1]
+                bonus_key = check.bonus_key
+                if bonus_key:
+                    values[bonus_key] = reply[at + 1]
                 at += 2
             if not future.done():
                 decision = decide(checks, values, now, charge=False)[0]
@@ -130,15 +152,15 @@ class DecisionBatcher:
         if self._connection is None:
             self._connection = self._make_connection()
         connection = self._connection
-        command = ("EVALSHA", self._sha, len(batch.keys), *batch.keys, ",".join(batch.numbers))
+        command = batch.command(self._sha)
         try:
             try:
-                await connection.send_command(*command)
+                await connection.send_packed_command(command)
                 reply = await connection.read_response()
             except NoScriptError:  # a restarted or flushed Redis: load it, run it again
                 await connection.send_command("SCRIPT", "LOAD", self._script)
                 await connection.read_response()
-                await connection.send_command(*command)
+                await connection.send_packed_command(command)
                 reply = await connection.read_response()
         except ResponseError:
             raise  # the reply was read whole: the connection is still in step
