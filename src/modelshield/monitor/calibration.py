@@ -3,9 +3,10 @@
 Without labelled traffic of its own, the monitor calibrates on simulated benign
 accounts drawn from the model's training data: each account asks about natural rows
 with a skewed class mix (Dirichlet(0.5) class weights), re-sends some rows unchanged
-(retries, 0-30%), and sends 60 to 500 rows in batches of 1-16. Row statistics (margin,
-entropy, top-1) come from the model itself, so the benign baseline of boundary
-proximity and entropy is the model's own.
+(retries, 0-30%), and sends 60 to 500 rows in batches of 1-16; 400 such accounts, so
+that the rules' thresholds (near the top 0.1% of benign values) rest on enough of them.
+Row statistics (margin, entropy, top-1) come from the model itself, so the benign
+baseline of boundary proximity and entropy is the model's own.
 
 Example:
     >>> import numpy as np
@@ -19,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,7 @@ def benign_reference_features(
     probs: FloatArray,
     ref: Reference,
     *,
-    n_accounts: int = 150,
+    n_accounts: int = 400,
     seed: int = 0,
     window: int = 1000,
     reservoir_cap: int = 2000,
@@ -125,7 +127,7 @@ def baseline(
     probs: FloatArray,
     *,
     lsh_bits: int = 12,
-    n_accounts: int = 150,
+    n_accounts: int = 400,
     seed: int = 0,
     window: int = 1000,
     reservoir_cap: int = 2000,
@@ -139,6 +141,7 @@ def baseline(
     order = np.random.default_rng(seed).permutation(len(rows))
     cut = int(len(rows) * 0.6)
     ref = Reference.from_rows(rows[order[:cut]], lsh_bits=lsh_bits, seed=seed)
+    ref = dataclasses.replace(ref, classes=int(probs.shape[1]))
     held = order[cut:]
     benign = benign_reference_features(
         rows[held],

@@ -18,6 +18,16 @@ in ``_``, ``score_samples`` is lower for more abnormal accounts and
 largest rule excess (a rule just crossed: 60, "medium"; two spreads beyond: ~95),
 plus 5 per further rule that fired; an IsolationForest outlier alone scores 45
 ("low": notify only). Reasons name each fired rule with value and threshold.
+Three refinements keep legitimate customers below "high" (the demo degrades there):
+
+* a window statistic's excess is weighted by ``sqrt(min(1, rows / 200))``: over a
+  60-row window chance alone crosses a threshold now and then (its standard error is
+  twice that of 200 rows), which may notify but not act;
+* ``class_uniformity`` is a log likelihood ratio, so its threshold comes from the
+  bound ``P(benign > log(1/p)) <= p`` for its share ``p`` of the FPR budget rather than
+  from the sample's extreme;
+* a verdict resting on the class mix alone is capped at 89 ("high"): even coverage is
+  what an extraction looks like, but a customer may have it too, so it never suspends.
 
 Example:
     >>> import numpy as np
@@ -52,6 +62,7 @@ RULE_DIRECTIONS: dict[str, Direction] = {
     "near_duplicate_fraction": "high",
     "knn_distance": "low",
     "ood_fraction": "high",
+    "class_uniformity": "high",
 }
 """Features the calibrated rules watch, and which side of them is abnormal. Volume
 features get rules only from explicit ``monitoring.thresholds`` (benign volume depends
@@ -60,6 +71,23 @@ on the customer, not on the model)."""
 VOLUME_FEATURES = ("rows_per_minute", "rows_per_hour", "rows_per_day")
 MIN_SPREAD = 1e-3
 SAFETY = 0.25
+FULL_EVIDENCE_ROWS = 200
+"""Window rows at which a window statistic's excess counts in full (see RiskScorer)."""
+COUNT_EVIDENCE = ("class_uniformity",)
+"""Rules whose feature already weighs its own sample size (a log Bayes factor)."""
+CLASS_MIX_RULES = ("class_balance", "class_uniformity")
+CLASS_MIX_MAX_RISK = 89.0
+"""A verdict resting on the class mix alone stops at "high": a customer may legitimately
+ask about every class evenly, so it degrades answers but never suspends."""
+MIN_SPREADS: dict[str, float] = {
+    "class_balance": 0.05,
+    "cell_diversity": 0.05,
+    "prada_w": 0.02,
+    # benign windows hold (almost) no near-duplicates: one pair of similar customer
+    # inputs must not count as many spreads
+    "near_duplicate_fraction": 0.05,
+    "class_uniformity": 5.0,
+}
 
 
 class RuleDetector:
@@ -210,6 +238,11 @@ class RiskScorer:
         directions: dict[str, Direction] = dict(RULE_DIRECTIONS)
         for name in self.fixed:
             directions.setdefault(name, "high")
+        fixed = dict(self.fixed)
+        for name in COUNT_EVIDENCE:
+            # a log likelihood ratio exceeds log(1/p) with probability <= p under the
+            # benign model: the rule's share of the budget fixes its threshold exactly
+            fixed.setdefault(name, math.log(len(directions) / self.target_fpr))
         self.rule_names_ = tuple(directions)
         self.model_names_ = tuple(RULE_DIRECTIONS)
         X = np.array([[b.get(n, 0.0) for n in self.rule_names_] for b in benign])
@@ -217,8 +250,8 @@ class RiskScorer:
             self.rule_names_,
             directions,
             target_fpr=self.target_fpr,
-            fixed=self.fixed,
-            min_spread={"class_balance": 0.05, "cell_diversity": 0.05, "prada_w": 0.02},
+            fixed=fixed,
+            min_spread=MIN_SPREADS,
         ).fit(X)
         M = np.array([[b.get(n, 0.0) for n in self.model_names_] for b in benign])
         self.population_ = PopulationDetector(
@@ -229,6 +262,13 @@ class RiskScorer:
     def score(self, features: Mapping[str, float]) -> Verdict:
         x = np.array([[features.get(n, 0.0) for n in self.rule_names_]])
         excess = self.rules_.excess(x)[0]
+        # a window statistic over few rows is noisy (standard error ~ 1/sqrt(rows)): its
+        # excess counts in proportion until FULL_EVIDENCE_ROWS, so a small benign
+        # account's chance tail crosses a threshold ("medium") without reaching "high"
+        rows = features.get("window_rows", float(FULL_EVIDENCE_ROWS))
+        weight = math.sqrt(min(1.0, max(rows, 1.0) / FULL_EVIDENCE_ROWS))
+        scaled = np.array([n not in COUNT_EVIDENCE for n in self.rule_names_])
+        excess = np.where(scaled & (excess > 0), excess * weight, excess)
         fired = [(float(e), n) for e, n in zip(excess, self.rule_names_, strict=True) if e > 0]
         fired.sort(reverse=True)
         thresholds = self.rules_.thresholds()
@@ -245,6 +285,8 @@ class RiskScorer:
         if outlier:
             reasons.append("isolation forest: unlike benign accounts")
             risk = max(risk, 45.0) + (5.0 if fired else 0.0)
+        if fired and all(n in CLASS_MIX_RULES for _, n in fired):
+            risk = min(risk, CLASS_MIX_MAX_RISK)
         risk = min(100.0, risk)
         return Verdict(
             risk=risk,

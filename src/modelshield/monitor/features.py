@@ -18,6 +18,11 @@ recent rows; ``ref`` is the model's training distribution, :class:`Reference`):
   data concentrates in the cells of its classes. ``cells_covered`` = distinct cells ever.
 * ``class_balance`` = entropy of the top-1 class histogram / log(classes): 1 when every
   class is asked equally often ("extraction tends toward uniform coverage").
+* ``class_uniformity`` = log Bayes factor of the whole history's class histogram: even
+  coverage against a customer's Dirichlet-skewed mix (:func:`class_uniformity`). It
+  grows with the evidence, so Knockoff-style querying of natural in-distribution data,
+  which only ``class_balance`` otherwise sees, is told from benign within a few hundred
+  rows.
 * ``low_margin_fraction`` = share of window rows whose top-1/top-2 probability margin is
   below 0.2, and ``margin_median``: decision-boundary proximity, compared with the
   benign baseline by the detector's calibrated thresholds.
@@ -25,17 +30,20 @@ recent rows; ``ref`` is the model's training distribution, :class:`Reference`):
   mean over the window's newer half minus mean over its older half.
 * ``prada_w`` = Shapiro-Wilk W of the window's minimum distances to earlier rows
   (PRADA, Juuti et al. 2019): natural queries give roughly normal distances (W near 1),
-  synthetic ones (perturbation steps, walks) do not. 1.0 with fewer than 20 distances.
+  synthetic ones (perturbation steps, walks) do not. Identical re-sends (distance 0)
+  are left out: a batch job re-scoring the same rows is not probing. 1.0 with fewer
+  than 20 distances.
 * ``near_duplicate_fraction`` = share of window rows with ``0 < d_min < eps`` and
   ``repeat_fraction`` = share with ``d_min = 0`` (an identical earlier row: benign
   retries), where ``d_min`` is the distance to the nearest earlier row and
   ``eps = 0.35 * ref.scale``.
 * ``knn_distance`` = median over the window of the distance to the 5th-nearest earlier
-  row, divided by ``ref.scale`` (Chen, Carlini & Wagner 2019; SEAT): small for floods
-  of similar queries.
+  row, divided by ``ref.scale`` (Chen, Carlini & Wagner 2019; SEAT), over rows that
+  are not identical re-sends: small for floods of similar queries.
 * ``ood_fraction`` = share of window rows whose nearest training row is farther than
   ``ref.ood_radius`` (the 99th percentile of leave-one-out nearest-neighbour distances
   within the training data).
+* ``window_rows`` = rows in the window: how much evidence the window statistics rest on.
 
 Example:
     >>> import numpy as np
@@ -67,6 +75,11 @@ LOW_MARGIN = 0.2
 NEAR_DUPLICATE_SCALE = 0.35
 PRADA_MIN = 20
 LSH_SEED = 7_919
+IDENTICAL = 1e-4
+"""Sketch distances below this are an identical row (sketches are rounded to 1e-3)."""
+CLASS_MIX_ALPHA = 0.5
+"""Concentration of the benign class-mix model: each customer's mix ~ Dirichlet(0.5)."""
+UNIFORMITY_FLOOR = -5.0
 
 FEATURES: tuple[str, ...] = (
     "rows_per_minute",
@@ -84,6 +97,8 @@ FEATURES: tuple[str, ...] = (
     "repeat_fraction",
     "knn_distance",
     "ood_fraction",
+    "class_uniformity",
+    "window_rows",
 )
 """Every feature :func:`compute_features` returns, in a fixed order."""
 
@@ -94,6 +109,9 @@ def _distances(a: FloatArray, b: FloatArray) -> FloatArray:
         return np.zeros((len(a), len(b)))
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     out: FloatArray = np.sqrt(np.maximum(sq, 0.0))
+    # the expansion leaves rounding residue (~1e-6) for identical rows; sketches are
+    # rounded to 1e-3, so anything below IDENTICAL is the same row
+    out[out < IDENTICAL] = 0.0
     return out
 
 
@@ -111,6 +129,8 @@ class Reference:
     scale: float
     ood_radius: float
     hyperplanes: FloatArray
+    classes: int = 0
+    """The model's output classes (0: unknown, then the classes seen are counted)."""
 
     @classmethod
     def from_rows(
@@ -416,8 +436,41 @@ def merge_views(views: Sequence[WindowView]) -> WindowView:
     )
 
 
+def class_uniformity(counts: Sequence[int], classes: int | None = None) -> float:
+    """Evidence (nats) that a class histogram comes from uniform coverage of the classes.
+
+    The log Bayes factor ``log P(counts | uniform) - log P(counts | benign mix)``, the
+    benign mix being a Dirichlet(:data:`CLASS_MIX_ALPHA`)-multinomial: a customer's
+    traffic is skewed to the classes its business sees, an extraction attacker covers
+    every class evenly. Unlike ``class_balance`` it grows with the evidence: even
+    coverage over 300 rows scores ~15, a skewed customer far below 0. Floored at
+    :data:`UNIFORMITY_FLOOR` (only the abnormal side matters).
+
+    Example:
+        >>> class_uniformity([30] * 10) > 10 > 0 > class_uniformity([150, 100, 50] + [0] * 7)
+        True
+
+    Being a likelihood ratio, it exceeds ``t`` for a benign account of that model with
+    probability at most ``exp(-t)`` (Markov's inequality), whatever the account's size:
+    its rule threshold is set from that bound, not from a sample.
+    """
+    from scipy.special import gammaln
+
+    c = np.asarray(counts, dtype=np.float64)
+    k = max(len(c), classes or 0)
+    n = float(c.sum())
+    if k < 2 or n == 0:
+        return 0.0
+    c = np.concatenate([c, np.zeros(k - len(c))])
+    a = CLASS_MIX_ALPHA
+    mix = gammaln(k * a) - gammaln(n + k * a) + float((gammaln(c + a) - gammaln(a)).sum())
+    return max(UNIFORMITY_FLOOR, float(n * np.log(1.0 / k) - mix))
+
+
 def _shapiro_w(values: FloatArray) -> float:
-    finite = values[np.isfinite(values)]
+    # an identical re-send (distance 0) is a retry, not a probe: it teaches nothing
+    # (answers are deterministic per input), so PRADA looks at new rows only
+    finite = values[np.isfinite(values) & (values > 0)]
     if len(finite) < PRADA_MIN or float(np.ptp(finite)) == 0.0:
         return 1.0
     from scipy.stats import shapiro
@@ -437,9 +490,10 @@ def compute_features(view: WindowView, ref: Reference, now: float) -> dict[str, 
 
     classes = np.asarray(view.class_counts, dtype=np.float64)
     total = classes.sum()
-    if total > 0 and len(classes) > 1:
+    k = max(len(classes), ref.classes)
+    if total > 0 and k > 1:
         p = classes[classes > 0] / total
-        class_balance = float(-(p * np.log(p)).sum() / np.log(len(classes)))
+        class_balance = float(-(p * np.log(p)).sum() / np.log(k))
     else:
         class_balance = 0.0
     half = n // 2
@@ -447,7 +501,7 @@ def compute_features(view: WindowView, ref: Reference, now: float) -> dict[str, 
         float(view.entropy[half:].mean() - view.entropy[:half].mean()) if half >= 1 else 0.0
     )
     eps = ref.near_duplicate_eps
-    knn = view.d_knn[np.isfinite(view.d_knn)]
+    knn = view.d_knn[np.isfinite(view.d_knn) & (view.d_min > 0)]
     return {
         "rows_per_minute": rows_since(5) / 5.0,
         "rows_per_hour": rows_since(60),
@@ -466,6 +520,8 @@ def compute_features(view: WindowView, ref: Reference, now: float) -> dict[str, 
         "repeat_fraction": float((view.d_min == 0).mean()) if n else 0.0,
         "knn_distance": float(np.median(knn)) / ref.scale if len(knn) else 10.0,
         "ood_fraction": float(view.ood.mean()) if n else 0.0,
+        "class_uniformity": class_uniformity(view.class_counts, ref.classes),
+        "window_rows": float(n),
     }
 
 

@@ -55,7 +55,7 @@ from modelshield.storage.base import Store
 log = logging.getLogger("modelshield.monitor")
 
 GLOBAL_KEY = "__global__"
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2
 
 
 class Monitor:

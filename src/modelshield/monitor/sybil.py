@@ -1,7 +1,8 @@
 """Sybil linking: accounts that extract together are scored and acted on as one.
 
 Two accounts are linked when at least ``near_duplicate_links`` of one's rows are
-near-duplicates (distance below the reference's ``eps``) of rows the other sent — the
+near-duplicates (distance below the reference's ``eps``, but not identical: popular
+inputs are sent by many customers) of rows the other sent — the
 signature of one attacker splitting perturbations of the same seeds across accounts —
 or when they belong to one sign-up cluster (:mod:`modelshield.monitor.signups`).
 Groups are the connected components of the links (union-find).
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from modelshield.models.base import FloatArray
+from modelshield.monitor.features import IDENTICAL
 from modelshield.monitor.sketch import SKETCH_DIMS
 
 
@@ -57,11 +59,14 @@ class SybilLinker:
                     - 2.0 * sketches @ ring.T
                 )
                 d = np.sqrt(np.maximum(sq, 0.0))
+                d[d < IDENTICAL] = 0.0  # rounding residue of identical rows
                 best = d.argmin(axis=1)
                 for i, j in enumerate(best.tolist()):
                     distance = float(d[i, j])
                     nearest.append((i, distance, str(names[j])))
-                    if distance < self.eps:
+                    # identical rows are popular inputs that many customers send (and
+                    # teach an attacker nothing new); a Sybil splits *perturbations*
+                    if 0.0 < distance < self.eps:
                         a, b = sorted((account, str(names[j])))
                         self.links[(a, b)] = self.links.get((a, b), 0) + 1
         self.ring = np.concatenate([self.ring, sketches])[-self.capacity :]
