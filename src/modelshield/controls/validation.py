@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from modelshield.controls.query import Query
 from modelshield.errors import InvalidInput
@@ -34,12 +34,16 @@ class InputValidationGate:
             problem = f"{spec.name}: expected {spec.features} features per row, got {rows.shape[1]}"
         elif rows.shape[0] > limit:
             problem = f"{spec.name}: batch of {rows.shape[0]} rows exceeds the maximum of {limit}"
-        elif not np.isfinite(rows).all():
-            problem = f"{spec.name}: NaN or infinite values are not allowed"
-        elif spec.min is not None and float(rows.min()) < spec.min:
-            problem = f"{spec.name}: values must be >= {spec.min:g}"
-        elif spec.max is not None and float(rows.max()) > spec.max:
-            problem = f"{spec.name}: values must be <= {spec.max:g}"
+        else:
+            # two reductions answer all three questions: NaN propagates through min and
+            # max, and an infinity is the minimum or the maximum
+            lowest, highest = float(rows.min()), float(rows.max())
+            if not (math.isfinite(lowest) and math.isfinite(highest)):
+                problem = f"{spec.name}: NaN or infinite values are not allowed"
+            elif spec.min is not None and lowest < spec.min:
+                problem = f"{spec.name}: values must be >= {spec.min:g}"
+            elif spec.max is not None and highest > spec.max:
+                problem = f"{spec.name}: values must be <= {spec.max:g}"
         if problem is None and query.requested_outputs is not None:
             allowed: list[str] = list(query.plan.outputs)
             if "probabilities" in allowed:

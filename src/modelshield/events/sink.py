@@ -4,6 +4,10 @@ Events are queued in memory and written to the store in batches, at most
 ``flush_interval`` seconds after they were emitted. A failed write keeps the batch
 and retries with backoff; :meth:`GroupCommitSink.close` drains everything. With
 ``sync=True`` every ``emit`` waits until its event is durable.
+
+The request path may emit an :class:`~modelshield.events.draft.EventDraft` instead of a
+finished event; the sink's builder finishes each group of drafts just before the group
+is committed (once: a retried write stores the same events).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
+from modelshield.events.draft import EventBuilder, EventDraft
 from modelshield.events.record import QueryEvent
 from modelshield.storage.base import Store
 
@@ -48,15 +53,18 @@ class GroupCommitSink:
         max_queue: int = 100_000,
         sync: bool = False,
         retry_max: float = 5.0,
+        builder: EventBuilder | None = None,
     ) -> None:
         self.store = store
+        self.builder = builder
+        """Finishes emitted drafts (required once a draft is emitted)."""
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self.sync = sync
         self.retry_max = retry_max
         self._max_queue = max_queue
         self._task: asyncio.Task[None] | None = None
-        self._buffer: list[QueryEvent] = []
+        self._buffer: list[QueryEvent | EventDraft] = []
         self._pending: list[QueryEvent] = []
         self._deadline: float | None = None
         self._has_data = asyncio.Event()
@@ -77,14 +85,25 @@ class GroupCommitSink:
             self._lock = asyncio.Lock()
             self._task = asyncio.create_task(self._run(), name="modelshield-event-sink")
 
-    async def emit(self, event: QueryEvent) -> None:
+    async def emit(self, event: QueryEvent | EventDraft) -> None:
+        if isinstance(event, EventDraft) and self.builder is None:
+            raise TypeError("this sink has no EventBuilder to finish drafts with")
         if self.sync or self._task is None:
-            await self._write([event])
+            await self._write(self._finish([event]))
             return
         if len(self._buffer) >= self._max_queue:
             await self.flush()  # backpressure rather than dropping events
         self._buffer.append(event)
         self._has_data.set()
+
+    def _finish(self, items: Sequence[QueryEvent | EventDraft]) -> list[QueryEvent]:
+        """The events of ``items``, in order, drafts finished as one group."""
+        drafts = [item for item in items if isinstance(item, EventDraft)]
+        if not drafts:
+            return [item for item in items if isinstance(item, QueryEvent)]
+        assert self.builder is not None  # emit() refuses drafts without a builder
+        finished = iter(self.builder.build(drafts))
+        return [next(finished) if isinstance(item, EventDraft) else item for item in items]
 
     async def _write(self, batch: list[QueryEvent]) -> None:
         await self.store.append_events(batch)
@@ -98,8 +117,8 @@ class GroupCommitSink:
     async def _commit(self) -> None:
         """Write everything buffered so far, retrying with backoff; one commit at a time."""
         async with self._lock:
-            self._pending.extend(self._buffer)
-            self._buffer.clear()
+            buffered, self._buffer = self._buffer, []
+            self._pending.extend(self._finish(buffered))
             self._has_data.clear()
             delay = 0.05
             loop = asyncio.get_running_loop()

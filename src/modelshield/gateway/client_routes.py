@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -25,11 +21,10 @@ from modelshield.errors import (
     UnsupportedMediaType,
     UpstreamError,
 )
-from modelshield.events.record import Outcome, QueryEvent
+from modelshield.events.draft import EventDraft
+from modelshield.events.record import Outcome
 from modelshield.gateway.runtime import Gateway
 from modelshield.identity.records import Account
-from modelshield.models.base import FloatArray
-from modelshield.monitor.sketch import sketch_rows
 from modelshield.policy.schema import ModelSpec
 from modelshield.protocols.base import Codec
 from modelshield.protocols.oip_v2 import OipV2Codec
@@ -160,20 +155,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def row_statistics(raw: FloatArray) -> tuple[list[int], list[float], list[float]]:
-    """Per-row top-1 index, top-1/top-2 margin and entropy (nats) of the model's answer."""
-    top1 = np.argmax(raw, axis=1)
-    top2 = np.partition(raw, raw.shape[1] - 2, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    entropy = -(raw * np.log(np.maximum(raw, 1e-12))).sum(axis=1)
-    return top1.tolist(), margin.tolist(), entropy.tolist()
-
-
-def input_digest(secret: bytes, rows: FloatArray) -> str:
-    data = np.ascontiguousarray(rows, dtype="<f4").tobytes()
-    return hmac.new(secret, data, hashlib.sha256).hexdigest()[:32]
-
-
 def _model_spec(gateway: Gateway, account: Account, model: str) -> ModelSpec:
     spec = gateway.policy.models.get(model)
     plan = gateway.policy.plans.get(account.plan)
@@ -271,45 +252,29 @@ async def _record(
     problem: str | None,
 ) -> None:
     elapsed = time.perf_counter() - started
-    top1: list[int] = []
-    margin: list[float] = []
-    entropy: list[float] = []
-    rows = 0
-    digest = None
-    sketch: list[list[float]] = []
-    if query is not None:
-        rows = query.row_count
-        if query.rows.ndim == 2 and query.rows.size:
-            digest = input_digest(gateway.secrets.server_secret, query.rows)
-            if prediction is not None:  # only answered queries teach the attacker anything
-                sketch = sketch_rows(query.rows)
-    if prediction is not None:
-        top1, margin, entropy = row_statistics(prediction.raw)
-    event = QueryEvent(
-        # time-ordered ids: appends land at the end of the store's unique index
-        event_id=f"{time.time_ns():016x}{os.urandom(8).hex()}",
+    rows = query.row_count if query is not None else 0
+    known = model if model in gateway.policy.models else "(unknown)"
+    # the per-row statistics are computed by the sink, for a whole group at once
+    draft = EventDraft(
         time=when,
-        model=model if model in gateway.policy.models else "(unknown)",
+        model=known,
         outcome=outcome,
         status=status,
         account_id=account.id if account else None,
         key_id=key_id,
         client=client,
         user_agent=user_agent[:256] if user_agent else None,
-        input_digest=digest,
         rows=rows,
         charged_rows=rows if outcome == "answered" else 0,
-        top1=top1,
-        margin=margin,
-        entropy=entropy,
-        sketch=sketch,
         controls=list(query.controls) if query else [],
         problem=problem,
         latency_ms=round(elapsed * 1000.0, 3),
         flags=list(query.flags) if query else [],
+        inputs=query.rows if query is not None else None,
+        answer=prediction.raw if prediction is not None else None,
     )
-    gateway.metrics.observe_request(event.model, outcome, status, rows, elapsed)
-    await gateway.sink.emit(event)
+    gateway.metrics.observe_request(known, outcome, status, rows, elapsed)
+    await gateway.sink.emit(draft)
 
 
 class DirectRoute(APIRoute):

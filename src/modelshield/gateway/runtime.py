@@ -8,6 +8,7 @@ from pathlib import Path
 from modelshield.clock import Clock, SystemClock
 from modelshield.controls.pipeline import Pipeline
 from modelshield.controls.usage import UsageService
+from modelshield.events.draft import EventBuilder
 from modelshield.events.sink import GroupCommitSink
 from modelshield.gateway.metrics import GatewayMetrics
 from modelshield.identity.secret import Secrets, load_secrets
@@ -66,6 +67,7 @@ class Gateway:
             max_batch=events.max_batch,
             max_queue=events.max_queue,
             sync=events.sync,
+            builder=EventBuilder(self.secrets.server_secret),
         )
         self.sink.subscribe(lambda batch: self.metrics.events_written.inc(len(batch)))
         self.monitor = Monitor(policy, self.store, self.clock, backends=self.backends)

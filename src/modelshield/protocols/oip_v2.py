@@ -30,9 +30,8 @@ may name ``classes`` among its ``outputs``; it comes with ``probabilities``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-import numpy as np
 
 from modelshield.controls.query import Prediction
 from modelshield.errors import InvalidInput, MalformedRequest
@@ -89,7 +88,7 @@ class OipV2Codec:
         if "data" not in tensor:
             raise MalformedRequest(f"{name}: missing 'data'")
         values = numeric_array(tensor["data"], name)
-        expected = int(np.prod(shape))
+        expected = math.prod(shape)  # np.prod costs microseconds on a short list
         if values.size != expected:
             raise InvalidInput(
                 f"{name}: shape {shape} needs {expected} values, data has {values.size}"
