@@ -31,6 +31,7 @@ from modelshield.evaluation.attacks.base import (
     InputSpace,
     Transcript,
     fit_clone,
+    one_blas_thread,
 )
 from modelshield.evaluation.targets import Answer, FloatArray, QueryTarget
 
@@ -105,7 +106,8 @@ def solve_softmax(x: FloatArray, probabilities: FloatArray) -> tuple[FloatArray,
             targets.append(float(logp[row, i] - logp[row, ref]))
     theta = np.zeros((classes - 1) * width)
     if blocks:
-        theta = np.linalg.lstsq(np.vstack(blocks), np.asarray(targets), rcond=None)[0]
+        with one_blas_thread():
+            theta = np.linalg.lstsq(np.vstack(blocks), np.asarray(targets), rcond=None)[0]
     params = np.vstack([np.zeros(width), theta.reshape(classes - 1, width)])
     return params[:, :d], params[:, d]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelshield.evaluation.attacks.base import Clone, InputSpace, fit_clone
+from modelshield.evaluation.attacks.base import Clone, InputSpace, fit_clone, one_blas_thread
 from modelshield.evaluation.attacks.equation_solving import softmax_clone
 from modelshield.evaluation.targets import Answer, FloatArray
 
@@ -65,7 +65,10 @@ def fit_soft_clone(
         return value, grad.ravel()
 
     # a deterministic start and solver: the same answers always give the same clone
-    fitted = minimize(loss, np.zeros(d * c), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    with one_blas_thread():
+        fitted = minimize(
+            loss, np.zeros(d * c), jac=True, method="L-BFGS-B", options={"maxiter": 500}
+        )
     weights = fitted.x.reshape(d, c)
     # softmax_clone takes parameters in raw input units; ours are in [0, 1] units
     scale = space.high - space.low
