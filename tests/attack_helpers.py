@@ -63,3 +63,34 @@ def held_out() -> tuple[np.ndarray, np.ndarray]:
 
     _, rows, _, labels = digits_split()
     return rows, np.asarray(labels, dtype=np.int64)
+
+
+def demo_state(state: Path, demo_cache: Path) -> Path:
+    """A state directory holding the trained demo model (so nothing is trained again)."""
+    models = state / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for file in demo_cache.iterdir():
+        (models / file.name).write_bytes(file.read_bytes())
+    return state
+
+
+def tiny_scenario(state: Path, **fields: Any) -> dict[str, Any]:
+    """A scenario on the demo policy that runs in seconds: equation solving (cheap to
+    train) and two legitimate accounts over a simulated minute; ``fields`` replace its
+    keys."""
+    scenario: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 3,
+        "policy": "demo",
+        "overrides": {"server.state_dir": str(state)},
+        "checkpoints": [50],
+        "benign": {
+            "accounts": 2,
+            "horizon_s": 60,
+            "rows_per_account": 20,
+            "mix": {"steady": 1, "trickle": 1},
+        },
+        "attacks": [{"kind": "equation-solving", "queries": 100}],
+    }
+    scenario.update(fields)
+    return scenario
