@@ -1,0 +1,127 @@
+"""`modelshield evaluate --target URL` against a real `modelshield serve` on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from attack_helpers import demo_state, tiny_scenario
+from modelshield.cli.main import _register, cli
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent / "modelshield"
+TOKEN = "remote-evaluation-admin-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path, demo_cache: Path) -> Iterator[tuple[str, Path]]:
+    """A gateway with no protection but monitoring (alerts only), and its policy file."""
+    state = demo_state(tmp_path / "state", demo_cache)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "server": {"state_dir": str(state)},
+                "storage": {"uri": f"sqlite:///{tmp_path}/ms.db"},
+                "events": {"flush_interval_ms": 10},
+                "models": {
+                    "digits": {
+                        "backend": {"kind": "demo"},
+                        "input": {"features": 64, "min": 0, "max": 16},
+                    }
+                },
+                "plans": {"free": {"outputs": ["probabilities", "label"]}},
+                "monitoring": {"enabled": True, "responder": False},
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIELD_")}
+    env |= {"MODELSHIELD_SECRET": "remote-test-secret-0123456789", "MODELSHIELD_ADMIN_TOKEN": TOKEN}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--config", str(policy), "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "serve did not become ready"
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url, policy
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_a_deployed_gateway_is_attacked_over_http_and_its_alerts_read_back(
+    served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, policy = served
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELSHIELD_ADMIN_TOKEN", TOKEN)
+    monkeypatch.delenv("MODELSHIELD_CONFIG", raising=False)
+    scenario = tmp_path / "remote.yaml"
+    # time is real on a deployed gateway: one legitimate account over three seconds
+    benign = {"accounts": 1, "horizon_s": 3, "rows_per_account": 6, "mix": {"steady": 1}}
+    scenario.write_text(
+        yaml.safe_dump(tiny_scenario(tmp_path / "state", policy=str(policy), benign=benign))
+    )
+    _register()
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--scenario", str(scenario), "--target", url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["site"] == f"remote gateway at {url}"
+    variant = data["variants"][0]
+    remote, local = variant["runs"]
+    assert (remote["protected"], local["protected"]) == (True, False)
+    # nothing shapes the answers: over HTTP the attack learns what it learns in-process
+    assert remote["queries"] == local["queries"] == 100 and remote["stopped"] is None
+    assert remote["fidelity"] == local["fidelity"] >= 0.99
+    # the gateway's monitor flagged the uniform rows, read back through the admin API;
+    # with the responder off it only notified
+    detection = remote["detection"]
+    assert detection["flagged"] and detection["detector"]
+    assert {a["kind"] for a in detection["actions"]} <= {"notify"}
+    assert detection["queries"] <= 100
+    assert variant["benign_totals"]["accounts"] == 1
+    assert variant["benign"][0]["rows_answered"] > 0
+
+    # the accounts were made on the deployed gateway through its admin API
+    listed = httpx.get(
+        f"{url}/admin/api/accounts", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()["accounts"]
+    names = sorted(a["name"].rsplit("-", 1)[0] for a in listed)
+    assert names == ["customer-0", "equation-solving-0"]
