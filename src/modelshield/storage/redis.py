@@ -351,17 +351,17 @@ class RedisStore:
         return ResponseAction.from_dict(json.loads(raw))
 
     # limiter ----------------------------------------------------------------
-    async def _decide(self, checks: Sequence[Check], now: int, charge: bool) -> Decision:
+    async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         if self._decisions is None:
             await self.open()
         assert self._decisions is not None
-        return await self._decisions.decide(checks, now, charge)
-
-    async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
-        return await self._decide(checks, now, charge=True)
+        return await self._decisions.decide(checks, now, True)
 
     async def peek(self, checks: Sequence[Check], now: int) -> Decision:
-        return await self._decide(checks, now, charge=False)
+        if self._decisions is None:
+            await self.open()
+        assert self._decisions is not None
+        return await self._decisions.decide(checks, now, False)
 
     async def refund(self, checks: Sequence[Check], now: int) -> None:
         args: list[Any] = [now]
