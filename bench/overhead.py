@@ -10,6 +10,13 @@ against the targets (≤ 1 ms added at p50, ≥ 70 % of bare throughput).
 Usage::
 
     .venv/bin/python bench/overhead.py [--duration 10] [--concurrency 16] [--rounds 2]
+        [--store sqlite|sqlite+memory-limits|memory]
+
+``--store`` picks modelshield's store: ``sqlite`` (the default and the embedded
+deployment: accounts, counters and events in one SQLite file at full durability),
+``sqlite+memory-limits`` (rate-limit and budget counters in memory, the rest in SQLite)
+or ``memory`` (everything in memory). The last two show what the gateway costs apart
+from the durable limiter; the bare app has no store either way.
 
 Results also go to ``bench/results/overhead.json``. The exit code is 0 whether or not
 the targets are met; it is 1 when any request failed (non-200 or transport error) and
@@ -53,6 +60,7 @@ INFER_PATH = f"/v2/models/{MODEL}/infer"
 TARGET_ADDED_P50_MS = 1.0
 TARGET_THROUGHPUT_RATIO = 0.70
 BARE, GATEWAY = "bare", "modelshield"
+STORES = ("sqlite", "sqlite+memory-limits", "memory")
 
 
 class LoadFailed(RuntimeError):
@@ -69,6 +77,7 @@ class Settings:
     startup_timeout: float
     request_timeout: float
     client: str
+    store: str
     output: Path
 
 
@@ -87,6 +96,12 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         default="raw",
         help="load generator client (see loadgen.py; httpx saturates first on small machines)",
     )
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="modelshield's store (memory ones show the gateway's cost without the limiter's)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.pause < 0:
@@ -104,6 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         startup_timeout=args.startup_timeout,
         request_timeout=args.request_timeout,
         client=args.client,
+        store=args.store,
         output=args.output,
     )
 
@@ -115,12 +131,21 @@ def log(message: str) -> None:
 # --- setup ------------------------------------------------------------------------------
 
 
-def write_policy(workdir: Path) -> Path:
+def storage_settings(store: str, workdir: Path) -> dict[str, str]:
+    sqlite = f"sqlite:///{workdir / 'ms.db'}"
+    if store == "memory":
+        return {"uri": "memory://"}
+    if store == "sqlite+memory-limits":
+        return {"uri": sqlite, "limits_uri": "memory://"}
+    return {"uri": sqlite}
+
+
+def write_policy(workdir: Path, store: str = "sqlite") -> Path:
     state_dir = workdir / "state"
     policy = {
         "version": 1,
         "server": {"state_dir": str(state_dir)},
-        "storage": {"uri": f"sqlite:///{workdir / 'ms.db'}"},
+        "storage": storage_settings(store, workdir),
         "models": {
             MODEL: {
                 "backend": {"kind": "demo"},
@@ -186,6 +211,20 @@ def create_account(cli: str, policy: Path, env: dict[str, str], cwd: Path) -> st
             f"`{' '.join(argv)}` failed with exit code {done.returncode}:\n{done.stderr.strip()}"
         )
     api_key: str = orjson.loads(done.stdout)["api_key"]
+    return api_key
+
+
+def create_account_over_http(server: ServerProcess, admin_token: str) -> str:
+    """The bench account, created through the admin API (a memory store lives in the server)."""
+    with httpx.Client(base_url=server.base_url, timeout=10.0, trust_env=False) as client:
+        response = client.post(
+            "/admin/api/accounts",
+            json={"name": "bench"},
+            headers={"authorization": f"Bearer {admin_token}"},
+        )
+    if response.status_code != 201:
+        raise SystemExit(f"creating the bench account failed: HTTP {response.status_code}")
+    api_key: str = response.json()["api_key"]
     return api_key
 
 
@@ -292,7 +331,7 @@ def render(summary: dict[str, dict[str, Any]], comparison: dict[str, Any], s: Se
     lines = [
         f"Gateway overhead — median of {s.rounds} round(s), {s.duration:g} s each after "
         f"{s.warmup:g} s warmup, concurrency {s.concurrency} ({s.client} client), "
-        f"{os.cpu_count()} CPU(s)",
+        f"modelshield store {s.store}, {os.cpu_count()} CPU(s)",
         "",
         "| target | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",
@@ -393,7 +432,7 @@ def measure(settings: Settings) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="modelshield-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        policy = write_policy(workdir)
+        policy = write_policy(workdir, settings.store)
         cache_dir = workdir / "state" / "models"
         log(f"training/caching the demo model under {cache_dir} ...")
         load_or_train_digits(cache_dir)
@@ -402,26 +441,29 @@ def measure(settings: Settings) -> list[dict[str, Any]]:
         body_file.write_bytes(body)
 
         cli = modelshield_cli()
+        admin_token = secrets.token_urlsafe(24)
         gateway_env = child_env(
             {
                 "MODELSHIELD_SECRET": secrets.token_urlsafe(32),
-                "MODELSHIELD_ADMIN_TOKEN": secrets.token_urlsafe(24),
+                "MODELSHIELD_ADMIN_TOKEN": admin_token,
             },
             drop=["MODELSHIELD_CONFIG"],
         )
-        api_key = create_account(cli, policy, gateway_env, workdir)
+        in_memory = settings.store == "memory"
+        api_key = "" if in_memory else create_account(cli, policy, gateway_env, workdir)
+        servers = server_processes(workdir, policy, cli, gateway_env)
+        for server in servers:
+            stack.enter_context(server)
+            seconds = server.wait_ready(settings.startup_timeout)
+            log(f"{server.name} ready at {server.base_url} after {seconds:.1f} s")
+        if in_memory:
+            api_key = create_account_over_http(servers[1], admin_token)
         # both targets get byte-identical requests; the bare app ignores the header
         headers = {"authorization": f"Bearer {api_key}"}
         headers_file = workdir / "headers.json"  # the key stays off command lines (ps)
         fd = os.open(headers_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(orjson.dumps(headers))
-
-        servers = server_processes(workdir, policy, cli, gateway_env)
-        for server in servers:
-            stack.enter_context(server)
-            seconds = server.wait_ready(settings.startup_timeout)
-            log(f"{server.name} ready at {server.base_url} after {seconds:.1f} s")
 
         probe_headers = {"content-type": "application/json", **headers}
         bare_answer, gateway_answer = (probe(s, body, probe_headers) for s in servers)
@@ -486,6 +528,7 @@ def run(settings: Settings, argv: Sequence[str]) -> int:
                 "pause_s": settings.pause,
                 "request_timeout_s": settings.request_timeout,
                 "client": settings.client,
+                "store": settings.store,
             },
             "machine": machine_info(),
             "summary": summary,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 from modelshield.clock import Clock, SystemClock
 from modelshield.controls.pipeline import Pipeline
@@ -11,6 +12,7 @@ from modelshield.controls.usage import UsageService
 from modelshield.events.draft import EventBuilder
 from modelshield.events.sink import GroupCommitSink
 from modelshield.gateway.metrics import GatewayMetrics
+from modelshield.identity.credentials import AccountChangeNotifier
 from modelshield.identity.secret import Secrets, load_secrets
 from modelshield.identity.service import AccountService
 from modelshield.models.base import ModelBackend
@@ -21,6 +23,11 @@ from modelshield.storage.base import Store
 from modelshield.storage.registry import open_store
 
 log = logging.getLogger("modelshield.gateway")
+
+CREDENTIAL_TTL_S = 1.0
+"""How long a verified API key is trusted without a store lookup. Changes made through
+this gateway take effect on the next request; changes by other processes (the CLI,
+other replicas) within this many seconds."""
 
 
 class Gateway:
@@ -42,7 +49,12 @@ class Gateway:
         self.policy = policy
         self.clock = clock or SystemClock()
         self.secrets = secrets or load_secrets(policy)
-        self.store = store or open_store(policy.storage.uri)
+        backing = store or open_store(policy.storage.uri)
+        # every account or key change made through this gateway (admin API, responder,
+        # anything holding gateway.store) empties the credential cache once it is stored
+        self.store: Store = cast(
+            Store, AccountChangeNotifier(backing, lambda: self.accounts.credentials.invalidate())
+        )
         limits_uri = policy.storage.limits_uri
         self.limits_store: Store = open_store(limits_uri) if limits_uri else self.store
         state_dir = Path(policy.server.state_dir)
@@ -54,6 +66,7 @@ class Gateway:
             self.secrets.server_secret,
             self.clock,
             plans=policy.plan_names,
+            credential_ttl=CREDENTIAL_TTL_S,
         )
         self.pipeline = Pipeline.from_policy(
             policy, self.backends, store=self.limits_store, secret=self.secrets.server_secret

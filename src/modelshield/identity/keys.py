@@ -37,7 +37,8 @@ class IssuedKey:
 
 
 def key_digest(secret: bytes, plaintext: str) -> str:
-    return hmac.new(secret, plaintext.encode("utf-8"), hashlib.sha256).hexdigest()
+    # the one-shot C implementation: a fraction of hmac.new's cost, on every request
+    return hmac.digest(secret, plaintext.encode("utf-8"), hashlib.sha256).hex()
 
 
 def issue_key(
@@ -78,6 +79,11 @@ def verify_key(secret: bytes, plaintext: str, record: ApiKey | None) -> bool:
     The HMAC is computed and compared even when there is no record, so the time taken
     does not tell an unknown key from a wrong one.
     """
+    return digest_matches(key_digest(secret, plaintext), record)
+
+
+def digest_matches(digest: str, record: ApiKey | None) -> bool:
+    """Constant-time check of a presented key's ``digest`` (see :func:`key_digest`)."""
     expected = record.digest if record is not None else _DUMMY_DIGEST
-    matches = hmac.compare_digest(key_digest(secret, plaintext), expected)
+    matches = hmac.compare_digest(digest, expected)
     return matches and record is not None and record.active

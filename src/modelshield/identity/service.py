@@ -18,7 +18,14 @@ from collections.abc import Sequence
 
 from modelshield.clock import Clock
 from modelshield.errors import AccountNotFound, AuthenticationFailed, InvalidInput
-from modelshield.identity.keys import IssuedKey, issue_key, parse_key_id, verify_key
+from modelshield.identity.credentials import CredentialCache
+from modelshield.identity.keys import (
+    IssuedKey,
+    digest_matches,
+    issue_key,
+    key_digest,
+    parse_key_id,
+)
 from modelshield.identity.records import Account, ApiKey
 from modelshield.storage.base import LimiterStore, Store
 
@@ -31,10 +38,24 @@ def new_account_id() -> str:
 
 
 class AccountService:
-    """Creates accounts, issues and checks keys, changes account status."""
+    """Creates accounts, issues and checks keys, changes account status.
 
-    def __init__(self, store: Store, secret: bytes, clock: Clock, *, plans: Sequence[str]) -> None:
+    With ``credential_ttl`` > 0, verified keys are remembered for that many seconds
+    (:class:`~modelshield.identity.credentials.CredentialCache`); this service's own
+    changes to accounts and keys empty the cache before they return.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        secret: bytes,
+        clock: Clock,
+        *,
+        plans: Sequence[str],
+        credential_ttl: float = 0.0,
+    ) -> None:
         self.store = store
+        self.credentials = CredentialCache(credential_ttl, clock)
         self.counters: LimiterStore = store
         """Where rate-limit and budget counters live (``storage.limits_uri``)."""
         self._secret = secret
@@ -88,37 +109,64 @@ class AccountService:
         return account
 
     async def authenticate(self, plaintext: str | None) -> tuple[Account, ApiKey]:
-        """The account and key for a presented API key, or AuthenticationFailed."""
+        """The account and key for a presented API key, or AuthenticationFailed.
+
+        The digest is always computed and compared in constant time against the stored
+        one (or a dummy): unknown, revoked and malformed keys take the same path, are
+        never cached and get the same error.
+        """
+        digest = key_digest(self._secret, plaintext or "")
+        cached = self.credentials.get(digest)
+        if cached is not None:
+            return cached[1], cached[0]
+        generation = self.credentials.generation
         key_id = parse_key_id(plaintext) if plaintext else None
         found = await self.store.find_credential(key_id) if key_id else None
-        record = found[0] if found else None
-        if not verify_key(self._secret, plaintext or "", record) or found is None:
+        if not digest_matches(digest, found[0] if found else None) or found is None:
             raise AuthenticationFailed()
+        self.credentials.put(digest, found, generation)
         key, account = found
         return account, key
 
     async def suspend(self, ref: str, reason: str) -> Account:
         account = await self.resolve(ref)
         now = self.clock.now()
-        return await self.store.set_account_status(account.id, "suspended", reason, now)
+        try:
+            return await self.store.set_account_status(account.id, "suspended", reason, now)
+        finally:
+            self.credentials.invalidate()
 
     async def unsuspend(self, ref: str, reason: str | None = None) -> Account:
         account = await self.resolve(ref)
-        return await self.store.set_account_status(account.id, "active", reason, self.clock.now())
+        try:
+            return await self.store.set_account_status(
+                account.id, "active", reason, self.clock.now()
+            )
+        finally:
+            self.credentials.invalidate()
 
     async def throttle(self, ref: str, fraction: float | None) -> Account:
         """Give account ``ref`` only ``fraction`` of its plan's rate limits (None: lift)."""
         if fraction is not None and not 0.0 < fraction <= 1.0:
             raise InvalidInput("throttle: must be > 0 and <= 1 (a fraction of the plan's rates)")
         account = await self.resolve(ref)
-        return await self.store.set_account_throttle(account.id, fraction)
+        try:
+            return await self.store.set_account_throttle(account.id, fraction)
+        finally:
+            self.credentials.invalidate()
 
     async def rotate_key(self, ref: str) -> tuple[Account, IssuedKey, list[str]]:
         """Issue a new key and revoke the account's other keys in one store operation."""
         account = await self.resolve(ref)
         issued = issue_key(self._secret, account.id, now=self.clock.now())
-        revoked = await self.store.rotate_key(account.id, issued.record, self.clock.now())
+        try:
+            revoked = await self.store.rotate_key(account.id, issued.record, self.clock.now())
+        finally:
+            self.credentials.invalidate()
         return account, issued, revoked
 
     async def revoke_key(self, key_id: str) -> ApiKey:
-        return await self.store.revoke_key(key_id, self.clock.now())
+        try:
+            return await self.store.revoke_key(key_id, self.clock.now())
+        finally:
+            self.credentials.invalidate()
