@@ -40,35 +40,12 @@ end
 # which the client rebuilds the decision's details with limiter.decide() (the one rule),
 # so the script computes only what admission needs. Mirrors limiter.decide().
 CHECK_AND_CHARGE = """
+local keys = #KEYS
 local raw = {}
-for first = 1, #KEYS, 1000 do
-  local last = math.min(#KEYS, first + 999)
+for first = 1, keys, 1000 do
+  local last = math.min(keys, first + 999)
   local values = redis.call('MGET', unpack(KEYS, first, last))
   for j = first, last do raw[j] = values[j - first + 1] end
-end
--- parsed counters: rate[i] = TAT or false; quota[i] = {value, expires}
-local rate, quota = {}, {}
-local function rate_of(i)
-  local v = rate[i]
-  if v == nil then
-    v = tonumber(raw[i] or '') or false
-    rate[i] = v
-  end
-  return v or 0
-end
-local function quota_of(i, now)
-  local q = quota[i]
-  if q == nil then
-    q = {0, -1}
-    local r = raw[i]
-    if r then
-      local value, expires = string.match(r, '^(%-?%d+)|(%-?%d+)$')
-      if value then q = {tonumber(value), tonumber(expires)} end
-    end
-    quota[i] = q
-  end
-  if q[2] >= 0 and q[2] <= now then return 0 end
-  return q[1]
 end
 -- the numbers: little-endian int64s, unpacked CHUNK at a time (one C call per chunk;
 -- parsing them from text cost more than all the deciding)
@@ -84,14 +61,27 @@ while got < n do
   at = v[size + 1]
   got = got + size
 end
-local out, o = {}, 0
-local dirty, order = {}, {}
--- a changed key: {kind, TTL in ms (-1: none)}; written once, in first-change order
-local function mark(i, kind, ttl_ms)
-  if not dirty[i] then table.insert(order, i) end
-  if ttl_ms ~= -1 and ttl_ms < 1 then ttl_ms = 1 end
-  dirty[i] = {kind, ttl_ms}
+-- counters, parsed on first use: rate_v[i] = TAT (0: none); quota_v[i], quota_e[i] =
+-- count and window end (-1: never). The hot path is inline: Lua function calls are dear.
+local rate_v, quota_v, quota_e = {}, {}, {}
+local find, sub, tonumber = string.find, string.sub, tonumber
+local function parse_quota(j)
+  local v, e = 0, -1
+  local r = raw[j]
+  if r then
+    local bar = find(r, '|', 1, true)
+    if bar then
+      local x, y = tonumber(sub(r, 1, bar - 1)), tonumber(sub(r, bar + 1))
+      if x and y then v, e = x, y end
+    end
+  end
+  quota_v[j], quota_e[j] = v, e
+  return v
 end
+local out, o = {}, 0
+-- changed keys, written once each at the end in first-change order: kind (0 rate,
+-- 1 quota) and TTL in ms (-1: none)
+local order, changed, dirty_kind, dirty_ttl = {}, 0, {}, {}
 local p = 1
 while p <= n do
   local now, charge, count = a[p], a[p + 1], a[p + 2]
@@ -100,17 +90,28 @@ while p <= n do
   o = o + 1
   local ok = 1
   for _ = 1, count do
-    local kind, cost, p1, p2 = a[p], a[p + 2], a[p + 3], a[p + 4]
+    local kind, i, cost, p1, p2 = a[p], a[p + 1], a[p + 2], a[p + 3], a[p + 4]
     if kind == 0 then
-      local stored = rate_of(a[p + 1])
+      local stored = rate_v[i]
+      if stored == nil then
+        stored = tonumber(raw[i] or '') or 0
+        rate_v[i] = stored
+      end
       local tat = stored
       if tat < now then tat = now end
       if tat + cost * p1 - p2 * p1 > now then ok = 0 end
       out[o + 1], out[o + 2] = stored, 0
     else
-      local used = quota_of(a[p + 1], now)
+      local used = quota_v[i] or parse_quota(i)
+      local e = quota_e[i]
+      if e >= 0 and e <= now then used = 0 end
       local bonus = 0
-      if a[p + 5] > 0 then bonus = quota_of(a[p + 5], now) end
+      local j = a[p + 5]
+      if j > 0 then
+        bonus = quota_v[j] or parse_quota(j)
+        e = quota_e[j]
+        if e >= 0 and e <= now then bonus = 0 end
+      end
       if used + cost > p1 + bonus then ok = 0 end
       out[o + 1], out[o + 2] = used, bonus
     end
@@ -122,32 +123,44 @@ while p <= n do
     local r = head + 1
     for q = first, p - 1, 6 do
       local kind, i, cost, p1, p2 = a[q], a[q + 1], a[q + 2], a[q + 3], a[q + 4]
+      local ttl
       if kind == 0 then
         local tat = out[r]
         if tat < now then tat = now end
         local new_tat = tat + cost * p1
-        rate[i] = new_tat
-        mark(i, 0, math.ceil((new_tat - now) / 1000) + 1000)
+        rate_v[i] = new_tat
+        ttl = math.ceil((new_tat - now) / 1000) + 1000
       elseif cost ~= 0 then
-        quota[i] = {out[r] + cost, p2}
-        if p2 >= 0 then mark(i, 1, math.ceil((p2 - now) / 1000) + 1000) else mark(i, 1, -1) end
+        quota_v[i], quota_e[i] = out[r] + cost, p2
+        ttl = -1
+        if p2 >= 0 then ttl = math.ceil((p2 - now) / 1000) + 1000 end
+      end
+      if ttl then
+        if not dirty_kind[i] then
+          changed = changed + 1
+          order[changed] = i
+        end
+        if ttl ~= -1 and ttl < 1 then ttl = 1 end
+        dirty_kind[i], dirty_ttl[i] = kind, ttl
       end
       r = r + 2
     end
   end
 end
-for _, i in ipairs(order) do
-  local kind, ttl_ms = dirty[i][1], dirty[i][2]
-  local value
-  if kind == 0 then
-    value = string.format('%d', rate[i])
+local format, call = string.format, redis.call
+for c = 1, changed do
+  local i = order[c]
+  local text
+  if dirty_kind[i] == 0 then
+    text = format('%d', rate_v[i])
   else
-    value = string.format('%d|%d', quota[i][1], quota[i][2])
+    text = format('%d|%d', quota_v[i], quota_e[i])
   end
-  if ttl_ms >= 0 then
-    redis.call('SET', KEYS[i], value, 'PX', string.format('%d', ttl_ms))
+  local ttl = dirty_ttl[i]
+  if ttl >= 0 then
+    call('SET', KEYS[i], text, 'PX', format('%d', ttl))
   else
-    redis.call('SET', KEYS[i], value)
+    call('SET', KEYS[i], text)
   end
 end
 return out
