@@ -180,3 +180,9 @@ def _connection(url: str) -> Any:
 
     client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5)
     return client.connection_pool.make_connection()
+
+
+async def test_a_budget_beyond_what_lua_counts_exactly_still_admits(store: Store) -> None:
+    key = f"budget:{fresh()}"
+    decision = await store.check_and_charge([budget(key, 10**20, cost=3)], NOW)
+    assert decision.allowed and decision.results[0].used == 3

@@ -152,7 +152,7 @@ class MemoryStore:
         return values
 
     def _check_values(self, checks: Sequence[Check], now: int) -> dict[str, int]:
-        """The live counters ``checks`` read (every decision runs this: inlined)."""
+        """The live counters ``checks`` read (their keys and grant keys)."""
         counters = self._counters
         values: dict[str, int] = {}
         for check in checks:
@@ -169,23 +169,11 @@ class MemoryStore:
 
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         # The threading lock guards against other threads; among coroutines this block is
-        # atomic anyway (no await inside). The counter reads of _check_values are inlined.
-        counters = self._counters
-        values: dict[str, int] = {}
+        # atomic anyway (no await inside).
         with self._lock:
-            for check in checks:
-                key = check.key
-                found = counters.get(key)
-                if found is not None and (found[1] is None or found[1] > now):
-                    values[key] = found[0]
-                key = check.bonus_key  # type: ignore[assignment]
-                if key is not None:
-                    found = counters.get(key)
-                    if found is not None and (found[1] is None or found[1] > now):
-                        values[key] = found[0]
-            decision, writes = decide(checks, values, now)
+            decision, writes = decide(checks, self._check_values(checks, now), now)
             if writes:
-                counters.update(writes)
+                self._counters.update(writes)
         return decision
 
     async def peek(self, checks: Sequence[Check], now: int) -> Decision:

@@ -30,6 +30,10 @@ from modelshield.storage.limiter import Check, Decision, QuotaCheck, RateCheck, 
 MAX_BATCH = 256
 """Decisions per script run at most (a script blocks Redis while it runs)."""
 
+EXACT = 2**53
+"""Lua numbers are doubles, exact up to here: larger budgets are sent as this (no window
+can count that many rows), keeping every number inside the packed int64s."""
+
 
 class _Batch:
     """Decisions waiting for one script run, already encoded.
@@ -111,7 +115,8 @@ class DecisionBatcher:
             bonus_key = quota.bonus_key
             bonus = (index.get(bonus_key) or batch.add_key(bonus_key, prefix)) if bonus_key else 0
             expires = -1 if quota.expires_at is None else quota.expires_at
-            numbers += (1, slot, quota.cost, quota.limit, expires, bonus)
+            limit = quota.limit if quota.limit < EXACT else EXACT
+            numbers += (1, slot, quota.cost, limit, expires, bonus)
         future: asyncio.Future[Decision] = loop.create_future()
         batch.waiters.append((checks, now, future))
         if not self._running:
