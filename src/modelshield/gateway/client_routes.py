@@ -10,6 +10,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
 from modelshield.controls.query import Prediction, Query
 from modelshield.controls.shaping import output_metadata
@@ -129,30 +131,73 @@ def client_address(request: Request, trust_forwarded_for: bool) -> str | None:
 
 
 def presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
+    return _key_from(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def _key_from(authorization: str | None, api_key: str | None) -> str | None:
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
-    return request.headers.get("x-api-key")
+    return api_key
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+class _RequestHead:
+    """The header fields and peer of an inference request, read once from the ASGI scope.
+
+    Starlette's ``Headers`` scans the raw header list on every lookup; the inference path
+    reads six fields, so it builds one dict (the first occurrence of a field wins, as in
+    ``Headers.get``).
+    """
+
+    __slots__ = ("fields", "peer")
+
+    def __init__(self, scope: Scope) -> None:
+        self.fields: dict[bytes, bytes] = dict(reversed(scope["headers"]))
+        client = scope.get("client")
+        self.peer: str | None = client[0] if client else None
+
+    def get(self, name: bytes) -> str | None:
+        value = self.fields.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    def client(self, trust_forwarded_for: bool) -> str | None:
+        if trust_forwarded_for:
+            forwarded = self.get(b"x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip() or None
+        return self.peer
+
+    def api_key(self) -> str | None:
+        return _key_from(self.get(b"authorization"), self.get(b"x-api-key"))
+
+
+async def _read_body(head: _RequestHead, receive: Receive, limit: int) -> bytes:
+    media = (head.get(b"content-type") or "").split(";")[0].strip().lower()
     if media not in _ACCEPTED_MEDIA and not media.endswith("+json"):
         raise UnsupportedMediaType(
             f"content type {media!r} is not supported; send application/json"
         )
-    declared = request.headers.get("content-length")
+    declared = head.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    # straight from the ASGI receive channel (no async generator: most bodies are one
+    # message)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _model_spec(gateway: Gateway, account: Account, model: str) -> ModelSpec:
@@ -165,11 +210,12 @@ def _model_spec(gateway: Gateway, account: Account, model: str) -> ModelSpec:
 
 async def handle_inference(request: Request, model: str, codec: Codec) -> Response:
     """Authenticate, decode, gate, predict, shape, encode — and record a QueryEvent."""
-    gateway: Gateway = request.app.state.gateway
+    gateway: Gateway = request.scope["app"].state.gateway
     started = time.perf_counter()
     settings = gateway.policy.server
-    client = client_address(request, settings.trust_forwarded_for)
-    user_agent = request.headers.get("user-agent")
+    head = _RequestHead(request.scope)
+    client = head.client(settings.trust_forwarded_for)
+    user_agent = head.get(b"user-agent")
     account: Account | None = None
     key_id: str | None = None
     query: Query | None = None
@@ -179,10 +225,10 @@ async def handle_inference(request: Request, model: str, codec: Codec) -> Respon
     problem: str | None = None
     when = gateway.clock.now()
     try:
-        account, key = await gateway.accounts.authenticate(presented_key(request))
+        account, key = await gateway.accounts.authenticate(head.api_key())
         key_id = key.key_id
         spec = _model_spec(gateway, account, model)
-        body = await read_body(request, settings.max_body_bytes)
+        body = await _read_body(head, request.receive, settings.max_body_bytes)
         decoded = codec.decode(body, spec)
         query = Query(
             account=account,
