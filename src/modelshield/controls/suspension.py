@@ -9,8 +9,10 @@ from modelshield.errors import AccountSuspended
 class SuspensionGate:
     """Deny every query of a suspended account.
 
-    The account comes from the store on every request (with the key lookup), so a
-    suspension by any replica or by the CLI takes effect on the next request.
+    The account comes with the key lookup. A suspension made through this gateway (admin
+    API, monitor responder) takes effect on the account's next request; one made by
+    another process (the CLI, another replica) within the credential cache's lifetime
+    (:data:`~modelshield.gateway.runtime.CREDENTIAL_TTL_S`, 1 s).
 
     Example:
         >>> SuspensionGate().name
