@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from modelshield.controls.query import Query
@@ -58,6 +59,13 @@ def budget_window(kind: str, now: float, zone: ZoneInfo) -> tuple[str, int | Non
     return label, int(start.timestamp() * US), int(following.timestamp() * US)
 
 
+class _Limit(NamedTuple):
+    name: str
+    scope: str
+    interval: int
+    burst: int
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """Who and what a request's rows are counted against."""
@@ -72,11 +80,15 @@ class Subject:
         return cls(query.account.id, query.key_id, query.client, query.model)
 
     def scope_key(self, limit: RateLimit) -> str:
-        if limit.scope == "account":
+        return self.key_for(limit.scope)
+
+    def key_for(self, scope: str) -> str:
+        """What a limit of ``scope`` counts against, as part of a counter key."""
+        if scope == "account":
             return f"acct:{self.account_id}"
-        if limit.scope == "key":
+        if scope == "key":
             return f"key:{self.key_id}"
-        if limit.scope == "client":
+        if scope == "client":
             return f"ip:{self.client or 'unknown'}"
         return f"model:{self.model}"
 
@@ -98,8 +110,22 @@ class LimitsGate:
         self.fail_open = policy.fail_open
         self.zone = ZoneInfo(policy.limits_timezone)
         self._windows: dict[str, tuple[str, int, int | None]] = {}
+        self._plans: dict[int, tuple[Plan, list[_Limit], list[tuple[str, int]]]] = {}
 
     # building checks -----------------------------------------------------------
+    def _plan(self, plan: Plan) -> tuple[list[_Limit], list[tuple[str, int]]]:
+        """The plan's limits as plain values, derived once per plan (every request builds
+        its checks from them)."""
+        cached = self._plans.get(id(plan))
+        if cached is None or cached[0] is not plan:
+            limits = [
+                _Limit(limit.name, limit.scope, limit.interval_us, limit.burst_rows)
+                for limit in plan.rate_limits
+            ]
+            windows: list[tuple[str, int]] = list(plan.budgets.windows()) if plan.budgets else []
+            cached = self._plans[id(plan)] = (plan, limits, windows)
+        return cached[1], cached[2]
+
     def rate_checks(
         self, plan: Plan, subject: Subject, cost: int, throttle: float | None = None
     ) -> list[Check]:
@@ -110,40 +136,24 @@ class LimitsGate:
         buckets rather than leaving it the debt of a slower rate.
         """
         checks: list[Check] = []
-        for limit in plan.rate_limits:
-            interval, burst = limit.interval_us, limit.burst_rows
-            suffix = ""
-            if throttle is not None and limit.scope in {"account", "key"}:
+        for name, scope, interval, burst in self._plan(plan)[0]:
+            who = subject.key_for(scope)
+            if throttle is not None and scope in {"account", "key"}:
                 interval = max(1, round(interval / throttle))
                 burst = max(1, int(burst * throttle))
-                suffix = f":throttled-{throttle:g}"
-            checks.append(
-                RateCheck(
-                    key=f"rate:{subject.scope_key(limit)}:{limit.name}{suffix}",
-                    name=limit.name,
-                    cost=cost,
-                    interval=interval,
-                    burst=burst,
-                )
-            )
+                name_key = f"{name}:throttled-{throttle:g}"
+            else:
+                name_key = name
+            # positional: keyword arguments cost a frozen dataclass noticeably more
+            checks.append(RateCheck(f"rate:{who}:{name_key}", name, cost, interval, burst))
         return checks
 
     def budget_checks(self, plan: Plan, account_id: str, now: float, cost: int) -> list[Check]:
-        if plan.budgets is None:
-            return []
         checks: list[Check] = []
-        for kind, limit in plan.budgets.windows():
+        for kind, limit in self._plan(plan)[1]:
             label, end = self._window(kind, now)
-            checks.append(
-                QuotaCheck(
-                    key=f"budget:{account_id}:{kind}:{label}",
-                    name=kind,
-                    cost=cost,
-                    limit=limit,
-                    expires_at=end,
-                    bonus_key=f"grant:{account_id}:{kind}:{label}",
-                )
-            )
+            window = f"{account_id}:{kind}:{label}"
+            checks.append(QuotaCheck(f"budget:{window}", kind, cost, limit, end, f"grant:{window}"))
         return checks
 
     def _window(self, kind: str, now: float) -> tuple[str, int | None]:
