@@ -22,12 +22,15 @@ Decisions/s and latency are wall-clock and so depend on what share of a core the
 machine leaves this process; the "CPU µs per decision" column (this process's user +
 system time over the measured window, divided by the decisions) does not, and is the
 figure to compare across runs on a shared machine. For Redis it excludes the server's
-own CPU (on a one-machine setup both share the cores). The Redis cases of modelshield and `limits` are interleaved so that the
-compared rows run close in time; ``--rounds N`` repeats everything and reports medians
-(use it on a busy machine). Accounts are drawn from ``--accounts`` distinct ones so no
-key is hot; limits and budgets are sized so nearly all decisions are admitted (the
-admitted share is reported). The check lists are built before timing, as the gateway
-builds them before it calls the store.
+own CPU (on a one-machine setup both share the cores).
+
+The Redis cases of modelshield and `limits` are interleaved so that the compared rows
+run close in time; ``--rounds N`` repeats everything and reports medians (use it on a
+busy machine). Accounts are drawn from ``--accounts`` distinct ones so no key is hot;
+limits and budgets are sized so nearly all decisions are admitted (the admitted share is
+reported). The check lists are built before timing, as the gateway builds them before it
+calls the store (building them, and the response headers from the decision, is the
+gate's own cost, a few µs per request, not counted here).
 
 Usage::
 
