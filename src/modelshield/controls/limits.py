@@ -23,7 +23,6 @@ from modelshield.storage.base import LimiterStore
 from modelshield.storage.limiter import (
     US,
     Check,
-    CheckResult,
     Decision,
     QuotaCheck,
     RateCheck,
@@ -64,6 +63,13 @@ class _Limit(NamedTuple):
     scope: str
     interval: int
     burst: int
+
+
+class _PlanLimits(NamedTuple):
+    plan: Plan
+    limits: list[_Limit]
+    windows: list[tuple[str, int]]
+    header_windows: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,21 +116,24 @@ class LimitsGate:
         self.fail_open = policy.fail_open
         self.zone = ZoneInfo(policy.limits_timezone)
         self._windows: dict[str, tuple[str, int, int | None]] = {}
-        self._plans: dict[int, tuple[Plan, list[_Limit], list[tuple[str, int]]]] = {}
+        self._plans: dict[int, _PlanLimits] = {}
 
     # building checks -----------------------------------------------------------
-    def _plan(self, plan: Plan) -> tuple[list[_Limit], list[tuple[str, int]]]:
+    def _plan(self, plan: Plan) -> _PlanLimits:
         """The plan's limits as plain values, derived once per plan (every request builds
-        its checks from them)."""
+        its checks and headers from them)."""
         cached = self._plans.get(id(plan))
-        if cached is None or cached[0] is not plan:
-            limits = [
-                _Limit(limit.name, limit.scope, limit.interval_us, limit.burst_rows)
-                for limit in plan.rate_limits
-            ]
-            windows: list[tuple[str, int]] = list(plan.budgets.windows()) if plan.budgets else []
-            cached = self._plans[id(plan)] = (plan, limits, windows)
-        return cached[1], cached[2]
+        if cached is None or cached.plan is not plan:
+            cached = self._plans[id(plan)] = _PlanLimits(
+                plan,
+                [
+                    _Limit(limit.name, limit.scope, limit.interval_us, limit.burst_rows)
+                    for limit in plan.rate_limits
+                ],
+                list(plan.budgets.windows()) if plan.budgets else [],
+                _header_windows(plan),
+            )
+        return cached
 
     def rate_checks(
         self, plan: Plan, subject: Subject, cost: int, throttle: float | None = None
@@ -136,7 +145,7 @@ class LimitsGate:
         buckets rather than leaving it the debt of a slower rate.
         """
         checks: list[Check] = []
-        for name, scope, interval, burst in self._plan(plan)[0]:
+        for name, scope, interval, burst in self._plan(plan).limits:
             who = subject.key_for(scope)
             if throttle is not None and scope in {"account", "key"}:
                 interval = max(1, round(interval / throttle))
@@ -150,7 +159,7 @@ class LimitsGate:
 
     def budget_checks(self, plan: Plan, account_id: str, now: float, cost: int) -> list[Check]:
         checks: list[Check] = []
-        for kind, limit in self._plan(plan)[1]:
+        for kind, limit in self._plan(plan).windows:
             label, end = self._window(kind, now)
             window = f"{account_id}:{kind}:{label}"
             checks.append(QuotaCheck(f"budget:{window}", kind, cost, limit, end, f"grant:{window}"))
@@ -191,7 +200,11 @@ class LimitsGate:
             log.warning("limits store unreachable: admitting (fail_open: true)")
             query.flags.append("limits-fail-open")
             return
-        headers = limit_headers(plan, decision) if plan.limit_headers else {}
+        headers = (
+            limit_headers(plan, decision, self._plan(plan).header_windows)
+            if plan.limit_headers
+            else {}
+        )
         if not decision.allowed:
             query.controls.append(self.name)
             error = QuotaExceeded(
@@ -220,23 +233,30 @@ class LimitsGate:
             query.charges = []
 
 
-def _window(result: CheckResult, plan: Plan) -> str:
-    for limit in plan.rate_limits:
-        if limit.name == result.name:
-            return f";w={seconds_header(limit.window_s)}"
-    if result.reset_after is None:
-        return ""
-    return {"day": ";w=86400", "month": ";w=2592000"}.get(result.name, "")
+def _header_windows(plan: Plan) -> dict[str, str]:
+    """The ``;w=`` parameter of each limit's RateLimit-Policy item, by limit name."""
+    windows = {"day": ";w=86400", "month": ";w=2592000"}
+    windows.update(
+        {limit.name: f";w={seconds_header(limit.window_s)}" for limit in plan.rate_limits}
+    )
+    return windows
 
 
-def limit_headers(plan: Plan, decision: Decision) -> dict[str, str]:
-    """The RateLimit-Policy and RateLimit fields for ``decision``."""
+def limit_headers(
+    plan: Plan, decision: Decision, windows: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The RateLimit-Policy and RateLimit fields for ``decision`` (``windows``: the plan's
+    :func:`_header_windows`, when the caller keeps them)."""
+    if windows is None:
+        windows = _header_windows(plan)
     policies = []
     states = []
     for result in decision.results:
-        policies.append(f'"{result.name}";q={result.limit}{_window(result, plan)}')
+        name = result.name
+        window = windows.get(name, "")  # day and month budgets always have an end
+        policies.append(f'"{name}";q={result.limit}{window}')
         reset = "" if result.reset_after is None else f";t={max(0, round(result.reset_after))}"
-        states.append(f'"{result.name}";r={result.remaining}{reset}')
+        states.append(f'"{name}";r={result.remaining}{reset}')
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}
 
 
