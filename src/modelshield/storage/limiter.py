@@ -13,7 +13,7 @@ Two kinds of check, both counted in rows:
 
 A decision is all or nothing: if any check denies, nothing is charged. Memory and
 SQLite call :func:`decide` inside their lock / transaction; the Redis backend runs the
-same rule as one Lua script (``redis_limiter.lua``), and the contract suite checks
+same rule as one Lua script (``redis_scripts.CHECK_AND_CHARGE``), and the contract suite checks
 that all of them agree with a reference model.
 
 Example:
