@@ -31,8 +31,9 @@ MAX_BATCH = 256
 """Decisions per script run at most (a script blocks Redis while it runs)."""
 
 EXACT = 2**53
-"""Lua numbers are doubles, exact up to here: larger budgets are sent as this (no window
-can count that many rows), keeping every number inside the packed int64s."""
+"""Lua numbers are doubles, exact up to here: larger budgets and row intervals (a policy
+may write any) are sent as this -- no window counts that many rows, no client waits 285
+years for one -- which keeps every number inside the packed int64s."""
 
 
 class _Batch:
@@ -109,7 +110,8 @@ class DecisionBatcher:
             # the KEYS slot of each key (added on first use; inlined: this runs per key)
             slot = index.get(check.key) or batch.add_key(check.key, prefix)
             if check.__class__ is RateCheck:
-                numbers += (0, slot, check.cost, check.interval, check.burst, 0)
+                interval = check.interval if check.interval < EXACT else EXACT
+                numbers += (0, slot, check.cost, interval, check.burst, 0)
                 continue
             quota: QuotaCheck = check  # type: ignore[assignment]
             bonus_key = quota.bonus_key
