@@ -194,3 +194,35 @@ async def test_numbers_beyond_what_lua_counts_exactly_still_decide(store: Store)
         True,
         False,
     ]
+
+
+async def test_redis_that_never_answers_fails_the_batch_after_the_socket_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 20)  # takes the command, never answers
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def connection() -> Any:
+        from redis import asyncio as aioredis
+
+        client = aioredis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.5)
+        return client.connection_pool.make_connection()
+
+    batcher = DecisionBatcher(connection, redis_scripts.CHECK_AND_CHARGE, "silent:")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        results = await asyncio.gather(
+            *(batcher.decide([budget("b", 5)], NOW, charge=True) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert loop.time() - started < 2
+    finally:
+        await batcher.close()
+        server.close()
+        await server.wait_closed()
