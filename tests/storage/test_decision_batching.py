@@ -197,10 +197,15 @@ async def test_numbers_beyond_what_lua_counts_exactly_still_decide(store: Store)
 
 
 async def test_redis_that_never_answers_fails_the_batch_after_the_socket_timeout() -> None:
+    done = asyncio.Event()
+    handlers: list[asyncio.Task[Any]] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         await reader.read(1 << 20)  # takes the command, never answers
-        await asyncio.sleep(5)
+        await done.wait()
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -224,5 +229,7 @@ async def test_redis_that_never_answers_fails_the_batch_after_the_socket_timeout
         assert loop.time() - started < 2
     finally:
         await batcher.close()
+        done.set()
+        await asyncio.gather(*handlers)
         server.close()
         await server.wait_closed()
