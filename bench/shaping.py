@@ -20,10 +20,10 @@ the answers as soft labels, cross-entropy with a small L2 penalty) and we report
 Part 3 counts how often each perturbation changes the top-1 of low-confidence
 100-class answers, where published reverse sigmoid flips most argmaxes.
 
-Defences: modelshield's keyed noise at 0/1/2/5 %, reverse sigmoid, misinformation and
-the demo plan (top-3, 3 decimals, 2 % noise), next to ART's ``GaussianNoise`` (scale
-bisected to the same benign mean L1 as our noise) and ``ReverseSigmoid`` (same beta, gamma)
-applied to the same queries. A labels-only row is the floor: every answer carries the
+Defences: modelshield's keyed noise at 1/2/5 %, reverse sigmoid, misinformation and
+the built-in demo plan (read from the demo policy), each next to ART's ``GaussianNoise``
+with its scale bisected to the same benign mean L1, and ART's ``ReverseSigmoid`` (same
+beta, gamma), applied to the same queries. A labels-only row is the floor: every answer carries the
 label, so no output perturbation can push a careful attacker below it.
 
 Usage::
@@ -59,6 +59,7 @@ from modelshield.controls.shaping import ShapingChain
 from modelshield.evaluation.attacks.public_data import augment_digits
 from modelshield.evaluation.utility import as_distribution
 from modelshield.models.demo import digits_split, train_digits_model
+from modelshield.policy.demo import DEMO_POLICY
 from modelshield.policy.shaping import ShapingSpec
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -292,13 +293,39 @@ def evaluate(world: World, setting: Setting, queries: Sequence[int], seeds: int)
     }
 
 
+def ours_and_matched_art(world: World, name: str, spec: dict[str, Any]) -> list[Setting]:
+    """Our shaping ``spec`` and ART's GaussianNoise scaled to the same benign mean L1."""
+    ours = shaped(spec)
+    scale = matched_art_scale(world, benign_l1(world, ours))
+    return [
+        Setting(name, "modelshield", ours),
+        Setting(f"GaussianNoise scale={scale:.4f} (same L1)", "ART", art_noise(scale)),
+    ]
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """A shaping spec in a few words: ``misinformation 0.5, noise 2%, top-3, 3 dp``."""
+    words = []
+    for step in spec.get("perturb", []):
+        if step["kind"] == "noise":
+            words.append(f"noise {step['level']:.0%}")
+        elif step["kind"] == "misinformation":
+            words.append(f"misinformation below {step['threshold']:g}")
+        else:
+            words.append(step["kind"].replace("_", " "))
+    minimize = spec.get("minimize", {})
+    if "top_k" in minimize:
+        words.append(f"top-{minimize['top_k']}")
+    if "decimals" in minimize:
+        words.append(f"{minimize['decimals']} dp")
+    return ", ".join(words)
+
+
 def settings(world: World) -> list[Setting]:
     found: list[Setting] = [Setting("none (noise 0%: raw probabilities)", "-", lambda p, rows: p)]
     for level in (0.01, 0.02, 0.05):
-        ours = shaped({"perturb": [{"kind": "noise", "level": level}]})
-        found.append(Setting(f"noise {level:.0%}", "modelshield", ours))
-        scale = matched_art_scale(world, benign_l1(world, ours))
-        found.append(Setting(f"GaussianNoise scale={scale:.4f} (same L1)", "ART", art_noise(scale)))
+        spec = {"perturb": [{"kind": "noise", "level": level}]}
+        found += ours_and_matched_art(world, f"noise {level:.0%}", spec)
     reverse = {"kind": "reverse_sigmoid", "beta": RS_BETA, "gamma": RS_GAMMA}
     found.append(
         Setting(
@@ -316,12 +343,10 @@ def settings(world: World) -> list[Setting]:
     )
     for threshold in (0.5, 0.7):
         spec = {"perturb": [{"kind": "misinformation", "threshold": threshold}]}
-        found.append(Setting(f"misinformation below {threshold:g}", "modelshield", shaped(spec)))
-    demo = {
-        "perturb": [{"kind": "noise", "level": 0.02}],
-        "minimize": {"top_k": 3, "decimals": 3},
-    }
-    found.append(Setting("demo plan: top-3, 3 dp, noise 2%", "modelshield", shaped(demo)))
+        found += ours_and_matched_art(world, f"misinformation below {threshold:g}", spec)
+    # the built-in demo policy's default plan, read from the policy so the row stays true
+    demo = DEMO_POLICY["plans"]["free"]["shaping"]
+    found += ours_and_matched_art(world, f"demo plan ({describe(demo)})", demo)
     found.append(Setting("labels only (the floor)", "modelshield", labels_only))
     return found
 
