@@ -51,6 +51,7 @@ def summarize(runs: list[EvaluationResults]) -> dict[str, Any]:
     benign = [r.variants[0].benign_totals() for r in runs]
     accounts = sum(b["accounts"] for b in benign)
     flagged = sum(b["flagged"] for b in benign)
+    serious = sum(b["medium_or_higher"] for b in benign)
     return {
         "attacks": attacks,
         "benign": {
@@ -58,6 +59,7 @@ def summarize(runs: list[EvaluationResults]) -> dict[str, Any]:
             "flagged": flagged,
             "acted_on": sum(b["acted_on"] for b in benign),
             "false_positive_rate": flagged / accounts if accounts else 0.0,
+            "medium_or_higher": serious,
             "top1_agreement": statistics.fmean(b["top1_agreement"] for b in benign),
             "mean_l1": statistics.fmean(b["mean_l1"] for b in benign),
         },
@@ -92,7 +94,8 @@ def table(summary: dict[str, Any], seeds: int) -> str:
     benign = markdown_table(
         [
             "benign accounts",
-            "flagged",
+            "flagged (any alert, low included)",
+            "medium or higher",
             "throttled/degraded/suspended",
             "top-1 agreement",
             "mean L1",
@@ -101,6 +104,7 @@ def table(summary: dict[str, Any], seeds: int) -> str:
             [
                 str(b["accounts"]),
                 f"{b['flagged']} ({b['false_positive_rate']:.1%})",
+                f"{b['medium_or_higher']} ({b['medium_or_higher'] / max(b['accounts'], 1):.1%})",
                 str(b["acted_on"]),
                 f"{b['top1_agreement']:.2%}",
                 f"{b['mean_l1']:.4f}",

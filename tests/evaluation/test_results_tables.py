@@ -48,6 +48,7 @@ def test_benign_totals_count_each_customer_once_over_the_runs() -> None:
                 flagged_accounts=[1, 2],
                 actioned={"throttle": 1},
                 acted_accounts=[2],
+                severities={"1": "low", "2": "medium"},
             ),
             _outcome(
                 "b",
@@ -57,6 +58,7 @@ def test_benign_totals_count_each_customer_once_over_the_runs() -> None:
                 flagged_accounts=[2, 3],
                 actioned={"suspend": 1},
                 acted_accounts=[2],
+                severities={"2": "high", "3": "medium"},
                 top1_agreement=0.5,
                 mean_l1=0.3,
             ),
@@ -69,6 +71,9 @@ def test_benign_totals_count_each_customer_once_over_the_runs() -> None:
         "flagged": 3,  # customers 1, 2 and 3
         "acted_on": 1,  # customer 2, beside both attacks
         "false_positive_rate": 0.75,
+        # each customer at the strongest severity it reached beside any attack
+        "by_severity": {"low": 1, "medium": 1, "high": 1, "critical": 0},
+        "medium_or_higher": 2,
         "refused_429": 3,
         "refused_403": 0,
         "rows_answered": 40,
@@ -77,7 +82,7 @@ def test_benign_totals_count_each_customer_once_over_the_runs() -> None:
     }
     results = EvaluationResults("s", 0, "site", "digits", 450, variants=[variant])
     assert benign_rows(results) == [
-        ["as configured", "4", "3 (75.0%)", "1", "3", "87.50%", "0.1500"]
+        ["as configured", "4", "3 (75.0%)", "2 (50.0%)", "1", "3", "87.50%", "0.1500"]
     ]
     # results saved before the indexes were recorded: at least the largest run's count
     legacy = VariantResult(variant={}, benign=[_outcome("a", flagged=1), _outcome("b", flagged=2)])

@@ -21,6 +21,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelshield.monitor.records import SEVERITIES
+
 
 @dataclass(frozen=True, slots=True)
 class CurvePoint:
@@ -105,6 +107,8 @@ class BenignOutcome:
     beside every attack of a variant, so these identify them across runs)."""
     acted_accounts: list[int] = field(default_factory=list)
     """Population indexes of the accounts counted in ``actioned``."""
+    severities: dict[str, str] = field(default_factory=dict)
+    """Strongest alert severity per flagged account (population index, as a string)."""
 
     @property
     def false_positive_rate(self) -> float:
@@ -145,6 +149,15 @@ class VariantResult:
         accounts = max((b.accounts for b in self.benign), default=0)
         flagged = _distinct(self.benign, "flagged_accounts", "flagged")
         acted = _distinct(self.benign, "acted_accounts", "acted_on")
+        strongest: dict[str, str] = {}
+        for outcome in self.benign:
+            for account, severity in outcome.severities.items():
+                if _rank(severity) > _rank(strongest.get(account)):
+                    strongest[account] = severity
+        by_severity: dict[str, int] = {name: 0 for name in SEVERITIES}
+        for severity in strongest.values():
+            by_severity[severity] = by_severity.get(severity, 0) + 1
+        serious = sum(by_severity[name] for name in SEVERITIES[1:])
         rows = sum(b.rows_answered for b in self.benign)
         agreement = (
             sum(b.top1_agreement * b.rows_answered for b in self.benign) / rows if rows else 0.0
@@ -156,12 +169,18 @@ class VariantResult:
             "flagged": flagged,
             "acted_on": acted,
             "false_positive_rate": flagged / accounts if accounts else 0.0,
+            "by_severity": by_severity,
+            "medium_or_higher": serious,
             "refused_429": sum(b.refused_429 for b in self.benign),
             "refused_403": sum(b.refused_403 for b in self.benign),
             "rows_answered": rows,
             "top1_agreement": agreement,
             "mean_l1": l1,
         }
+
+
+def _rank(severity: str | None) -> int:
+    return -1 if severity not in SEVERITIES else SEVERITIES.index(severity)
 
 
 def _distinct(outcomes: list[BenignOutcome], indexes: str, count: str) -> int:
@@ -258,6 +277,7 @@ def benign_rows(results: EvaluationResults) -> list[list[str]]:
                 variant_label(variant.variant),
                 str(t["accounts"]),
                 f"{t['flagged']} ({t['false_positive_rate']:.1%})",
+                _count_of(t["medium_or_higher"], t["accounts"]),
                 str(t["acted_on"]),
                 str(t["refused_429"]),
                 f"{t['top1_agreement']:.2%}",
@@ -267,10 +287,15 @@ def benign_rows(results: EvaluationResults) -> list[list[str]]:
     return out
 
 
+def _count_of(count: int, total: int) -> str:
+    return f"{count} ({count / total:.1%})" if total else str(count)
+
+
 BENIGN_HEADER = [
     "policy",
     "benign accounts",
-    "flagged",
+    "flagged (any alert)",
+    "medium or higher",
     "throttled/degraded/suspended",
     "429s",
     "top-1 agreement",

@@ -62,7 +62,7 @@ from modelshield.evaluation.targets import Answer, FloatArray, OipTarget, QueryT
 from modelshield.evaluation.utility import as_distribution
 from modelshield.models.base import ModelBackend
 from modelshield.models.registry import build_backend
-from modelshield.monitor.records import Alert
+from modelshield.monitor.records import SEVERITIES, Alert
 from modelshield.policy.schema import Policy
 
 Progress = Callable[[str], None]
@@ -290,6 +290,7 @@ class BenignDriver:
         flagged: list[str] = []
         flagged_accounts: list[int] = []
         acted_accounts: list[int] = []
+        severities: dict[str, str] = {}
         actioned: dict[str, int] = {}
         rows: list[FloatArray] = []
         answers: list[Answer] = []
@@ -302,6 +303,8 @@ class BenignDriver:
             if alerts:
                 flagged.append(state.account.behaviour)
                 flagged_accounts.append(state.account.index)
+                ranks = [SEVERITIES.index(a.severity) for a in alerts]
+                severities[str(state.account.index)] = SEVERITIES[max(ranks)]
             kinds = [a.kind for a in await self.site.actions(state.account_id)]
             strongest = [k for k in _ACTION_ORDER if k in kinds]
             if strongest:
@@ -322,6 +325,7 @@ class BenignDriver:
             flagged_behaviours=sorted(flagged),
             flagged_accounts=sorted(flagged_accounts),
             acted_accounts=sorted(acted_accounts),
+            severities=severities,
         )
 
 
