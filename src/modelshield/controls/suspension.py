@@ -12,7 +12,8 @@ class SuspensionGate:
     The account comes with the key lookup. A suspension made through this gateway (admin
     API, monitor responder) takes effect on the account's next request; one made by
     another process (the CLI, another replica) within the credential cache's lifetime
-    (:data:`~modelshield.gateway.runtime.CREDENTIAL_TTL_S`, 1 s).
+    (the policy's ``server.credential_cache_s``, 1 s by default; 0 makes every request
+    read the store).
 
     Example:
         >>> SuspensionGate().name

@@ -24,11 +24,6 @@ from modelshield.storage.registry import open_store
 
 log = logging.getLogger("modelshield.gateway")
 
-CREDENTIAL_TTL_S = 1.0
-"""How long a verified API key is trusted without a store lookup. Changes made through
-this gateway take effect on the next request; changes by other processes (the CLI,
-other replicas) within this many seconds."""
-
 
 class Gateway:
     """Everything a request handler needs, built from a Policy.
@@ -66,7 +61,7 @@ class Gateway:
             self.secrets.server_secret,
             self.clock,
             plans=policy.plan_names,
-            credential_ttl=CREDENTIAL_TTL_S,
+            credential_ttl=policy.server.credential_cache_s,
         )
         self.pipeline = Pipeline.from_policy(
             policy, self.backends, store=self.limits_store, secret=self.secrets.server_secret

@@ -53,6 +53,15 @@ class ServerSettings(Strict):
         default=False,
         description="Take the client address from X-Forwarded-For (only behind a trusted proxy).",
     )
+    credential_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="Seconds a verified API key is trusted without a store lookup. Changes "
+        "made through this gateway (admin API, responder) apply on the next request; "
+        "changes by other processes (the CLI, other replicas) within this time. 0: every "
+        "request reads the store.",
+    )
 
 
 class StorageSettings(Strict):
