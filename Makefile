@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/limits.py
 	$(BIN)/python bench/shaping.py
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/efficacy.py
 
 bench-shaping: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
