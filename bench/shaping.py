@@ -57,6 +57,7 @@ from modelshield.controls.noise import CalibratedNoise
 from modelshield.controls.reverse_sigmoid import ReverseSigmoid
 from modelshield.controls.shaping import ShapingChain
 from modelshield.evaluation.attacks.public_data import augment_digits
+from modelshield.evaluation.attacks.soft_labels import softmax_regression
 from modelshield.evaluation.utility import as_distribution
 from modelshield.models.demo import digits_split, train_digits_model
 from modelshield.policy.demo import DEMO_POLICY
@@ -155,25 +156,7 @@ def cost_markdown(results: list[dict[str, Any]]) -> str:
 
 def train_student(rows: np.ndarray, targets: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """Softmax regression fitted to soft labels; returns a top-1 predictor."""
-    from scipy.optimize import minimize
-
-    x = np.hstack([rows / 16.0, np.ones((len(rows), 1))])
-    n, d = x.shape
-    c = targets.shape[1]
-    l2 = 1e-3
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        weights = w.reshape(d, c)
-        z = x @ weights
-        z -= z.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        grad = x.T @ (np.exp(log_p) - targets) / n
-        grad[:-1] += 2 * l2 * weights[:-1]
-        value = -(targets * log_p).sum() / n + l2 * float((weights[:-1] ** 2).sum())
-        return value, grad.ravel()
-
-    fitted = minimize(loss, np.zeros(d * c), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    weights = fitted.x.reshape(d, c)
+    weights = softmax_regression(rows / 16.0, targets, l2=1e-3)
 
     def predict(test: np.ndarray) -> np.ndarray:
         top: np.ndarray = (np.hstack([test / 16.0, np.ones((len(test), 1))]) @ weights).argmax(1)

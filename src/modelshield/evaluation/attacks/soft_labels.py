@@ -47,12 +47,33 @@ def fit_soft_clone(
     """A softmax regression on the soft targets (labels only: a logistic clone on labels)."""
     if answer.probabilities is None or rows.shape[0] == 0:
         return fit_clone(rows, answer.labels, space, seed=seed)
+    targets = soft_targets(answer, space.classes)
+    x = (rows - space.low) / (space.high - space.low)
+    weights = softmax_regression(x, targets, l2=l2)
+    # softmax_clone takes parameters in raw input units; ours are in [0, 1] units
+    scale = space.high - space.low
+    coef = weights[:-1].T / scale
+    intercept = weights[-1] - coef @ np.full(coef.shape[1], space.low)
+    return softmax_clone(coef, intercept, space)
+
+
+def softmax_regression(x: FloatArray, targets: FloatArray, *, l2: float = 1e-4) -> FloatArray:
+    """Weights ``[features + 1, classes]`` (the last row the bias) of a multinomial
+    logistic regression fitted to soft ``targets`` by cross-entropy with an L2 penalty.
+
+    A deterministic start and solver: the same data always gives the same weights.
+
+    Example:
+        >>> x = np.array([[0.0], [1.0]])
+        >>> w = softmax_regression(x, np.array([[1.0, 0.0], [0.0, 1.0]]))
+        >>> (np.hstack([x, np.ones((2, 1))]) @ w).argmax(axis=1).tolist()
+        [0, 1]
+    """
     from scipy.optimize import minimize
 
-    targets = soft_targets(answer, space.classes)
-    x = np.hstack([(rows - space.low) / (space.high - space.low), np.ones((rows.shape[0], 1))])
+    x = np.hstack([x, np.ones((x.shape[0], 1))])
     n, d = x.shape
-    c = space.classes
+    c = targets.shape[1]
 
     def loss(w: FloatArray) -> tuple[float, FloatArray]:
         weights = w.reshape(d, c)
@@ -64,14 +85,9 @@ def fit_soft_clone(
         value = -float((targets * log_p).sum()) / n + l2 * float((weights[:-1] ** 2).sum())
         return value, grad.ravel()
 
-    # a deterministic start and solver: the same answers always give the same clone
     with one_blas_thread():
         fitted = minimize(
             loss, np.zeros(d * c), jac=True, method="L-BFGS-B", options={"maxiter": 500}
         )
-    weights = fitted.x.reshape(d, c)
-    # softmax_clone takes parameters in raw input units; ours are in [0, 1] units
-    scale = space.high - space.low
-    coef = weights[:-1].T / scale
-    intercept = weights[-1] - coef @ np.full(coef.shape[1], space.low)
-    return softmax_clone(coef, intercept, space)
+    weights: FloatArray = fitted.x.reshape(d, c)
+    return weights
