@@ -1,8 +1,14 @@
 """Embedded SQLite store (``sqlite:///relative.db``, ``sqlite:////absolute.db``).
 
-WAL mode, one connection owned by one worker thread per store, ``busy_timeout`` for
-other processes on the same file; every multi-row change is one transaction.
-``?synchronous=normal`` in the URI trades power-loss durability for speed.
+WAL mode, ``synchronous=FULL`` by default (every commit is fsynced before it returns);
+``?synchronous=normal`` in the URI trades power-loss durability for speed (an
+application crash still loses nothing). Three connections per store: the main one,
+owned by one worker thread, for accounts, keys, events and the monitor; a read-only one
+for the per-request credential lookup (WAL readers never wait for a writer); and the
+check-and-charge one, owned by its own thread (:mod:`.sqlite_decisions`), so that
+limiter decisions never queue behind event batches. The two writers take turns through
+an in-process lock and wait for other processes on the same file with ``busy_timeout``;
+every multi-row change is one transaction.
 
 Example:
     >>> SQLiteStore("sqlite:///.modelshield/modelshield.db").path.name
@@ -15,6 +21,7 @@ import asyncio
 import dataclasses
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +40,7 @@ from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
 from modelshield.monitor.records import Alert, ResponseAction
 from modelshield.storage.limiter import Check, Decision, Writes, decide, refund_writes
+from modelshield.storage.sqlite_decisions import DecisionWriter
 
 T = TypeVar("T")
 
@@ -151,21 +159,29 @@ class SQLiteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._decisions = 0
-        self._pending_decisions: list[tuple[Sequence[Check], int, asyncio.Future[Decision]]] = []
-        self._decision_lock = asyncio.Lock()
+        # held for every write transaction of this store's two writing connections
+        self._write_lock = threading.Lock()
+        self._decision_writer: DecisionWriter | None = None
 
     # plumbing ---------------------------------------------------------------
-    def _connect(self) -> None:
-        if self._conn is not None:
-            return
+    def _open_connection(self) -> sqlite3.Connection:
+        """A writing connection with this store's settings (journal mode, durability and
+        busy timeout), the schema created if missing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
+        # per connection, not stored in the file: every writing connection sets it
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.executescript(SCHEMA)
+        with self._write_lock:
+            conn.executescript(SCHEMA)
+        return conn
+
+    def _connect(self) -> None:
+        if self._conn is not None:
+            return
+        conn = self._open_connection()
         for table, column, declaration in _MIGRATIONS:
             existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in existing:
@@ -190,16 +206,16 @@ class SQLiteStore:
         except OSError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc.strerror}") from None
 
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+    def _transaction(self, conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = body()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
 
     async def open(self) -> None:
         await self._run(lambda conn: None)
@@ -213,6 +229,9 @@ class SQLiteStore:
             self._reader = reader
 
     async def close(self) -> None:
+        writer, self._decision_writer = self._decision_writer, None
+        if writer is not None:
+            await writer.close()
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -422,55 +441,17 @@ class SQLiteStore:
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         """Decide and charge in a transaction shared with concurrent decisions.
 
-        Decisions that arrive while one transaction commits wait for the next, and are
-        evaluated one after the other inside it: each is exact and atomic, the group pays
-        for one commit (one fsync), and every decision is durable before it returns.
+        Decisions that arrive while one group commits form the next group, decided one
+        after the other inside one transaction on the decision thread's connection
+        (:class:`~.sqlite_decisions.DecisionWriter`): each is exact and atomic, the group
+        pays for one commit (one fsync), and every decision is durable before it returns.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Decision] = loop.create_future()
-        self._pending_decisions.append((checks, now, future))
-        if len(self._pending_decisions) == 1:
-            loop.call_soon(lambda: loop.create_task(self._commit_decisions()))
-        decision = await future
-        self._decisions += 1
-        if self._decisions % 10_000 == 0:
-            await self._run(
-                lambda conn: conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+        writer = self._decision_writer
+        if writer is None:
+            writer = self._decision_writer = DecisionWriter(
+                self._open_connection, self._write_lock, str(self.path)
             )
-        return decision
-
-    async def _commit_decisions(self) -> None:
-        async with self._decision_lock:  # one group at a time; the next gathers meanwhile
-            batch, self._pending_decisions = self._pending_decisions, []
-            if not batch:
-                return
-
-            def work(conn: sqlite3.Connection) -> list[Decision]:
-                def body() -> list[Decision]:
-                    decisions = []
-                    for checks, now, _ in batch:
-                        keys = self._check_keys(checks)
-                        values = self._read_counters(conn, keys, now)
-                        decision, writes = decide(checks, values, now)
-                        if writes:
-                            self._write_counters(conn, writes)
-                        decisions.append(decision)
-                    return decisions
-
-                return self._transaction(conn, body)
-
-            try:
-                decisions = await self._run(work)
-            except BaseException as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for (_, _, future), decision in zip(batch, decisions, strict=True):
-                if not future.done():
-                    future.set_result(decision)
+        return await writer.submit(checks, now)
 
     async def peek(self, checks: Sequence[Check], now: int) -> Decision:
         keys = self._check_keys(checks)
@@ -552,8 +533,11 @@ class SQLiteStore:
     # monitor ----------------------------------------------------------------
     async def save_monitor_state(self, key: str, blob: bytes) -> None:
         await self._run(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO monitor_state (key, blob) VALUES (?,?)", (key, blob)
+            lambda conn: self._transaction(
+                conn,
+                lambda: conn.execute(
+                    "INSERT OR REPLACE INTO monitor_state (key, blob) VALUES (?,?)", (key, blob)
+                ),
             )
         )
 
@@ -569,10 +553,13 @@ class SQLiteStore:
         self, table: str, id_column: str, record_id: str, account_id: str, at: float, data: str
     ) -> None:
         await self._run(
-            lambda conn: conn.execute(
-                f"INSERT OR IGNORE INTO {table} ({id_column}, account_id, time, data) "
-                "VALUES (?,?,?,?)",
-                (record_id, account_id, at, data),
+            lambda conn: self._transaction(
+                conn,
+                lambda: conn.execute(
+                    f"INSERT OR IGNORE INTO {table} ({id_column}, account_id, time, data) "
+                    "VALUES (?,?,?,?)",
+                    (record_id, account_id, at, data),
+                ),
             )
         )
 
