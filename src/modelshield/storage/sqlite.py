@@ -24,6 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -122,6 +123,15 @@ _CREDENTIAL_SQL = (
     + ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_COLUMNS.split(","))
     + " FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_id=?"
 )
+
+
+_EVENTS_PER_INSERT = 200
+
+
+@lru_cache(maxsize=32)
+def _insert_events_sql(count: int) -> str:
+    rows = ",".join(["(?,?,?,?)"] * count)
+    return f"INSERT OR IGNORE INTO events (event_id, time, account_id, data) VALUES {rows}"
 
 
 def _account(row: Sequence[Any]) -> Account:
@@ -494,17 +504,18 @@ class SQLiteStore:
     async def append_events(self, events: Sequence[QueryEvent]) -> None:
         if not events:
             return
-        rows = [(e.event_id, e.time, e.account_id, e.to_json()) for e in events]
+        # multi-row INSERTs rather than executemany: each statement step hands the GIL to
+        # the busy event-loop thread and back, so one step per 200 events, not per event
+        values = [v for e in events for v in (e.event_id, e.time, e.account_id, e.to_json())]
+        per = _EVENTS_PER_INSERT * 4
+
+        def body(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(values), per):
+                part = values[start : start + per]
+                conn.execute(_insert_events_sql(len(part) // 4), part)
 
         def work(conn: sqlite3.Connection) -> None:
-            self._transaction(
-                conn,
-                lambda: conn.executemany(
-                    "INSERT OR IGNORE INTO events (event_id, time, account_id, data) "
-                    "VALUES (?,?,?,?)",
-                    rows,
-                ),
-            )
+            self._transaction(conn, lambda: body(conn))
 
         await self._run(work)
 
