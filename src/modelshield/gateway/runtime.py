@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import cast
 
 from modelshield.clock import Clock, SystemClock
 from modelshield.controls.pipeline import Pipeline
@@ -12,7 +11,6 @@ from modelshield.controls.usage import UsageService
 from modelshield.events.draft import EventBuilder
 from modelshield.events.sink import GroupCommitSink
 from modelshield.gateway.metrics import GatewayMetrics
-from modelshield.identity.credentials import AccountChangeNotifier
 from modelshield.identity.secret import Secrets, load_secrets
 from modelshield.identity.service import AccountService
 from modelshield.models.base import ModelBackend
@@ -44,25 +42,22 @@ class Gateway:
         self.policy = policy
         self.clock = clock or SystemClock()
         self.secrets = secrets or load_secrets(policy)
-        backing = store or open_store(policy.storage.uri)
-        # every account or key change made through this gateway (admin API, responder,
-        # anything holding gateway.store) empties the credential cache once it is stored
-        self.store: Store = cast(
-            Store, AccountChangeNotifier(backing, lambda: self.accounts.credentials.invalidate())
+        self.accounts = AccountService(
+            store or open_store(policy.storage.uri),
+            self.secrets.server_secret,
+            self.clock,
+            plans=policy.plan_names,
+            credential_ttl=policy.server.credential_cache_s,
         )
+        # the service's store: every account or key change made through this gateway
+        # (admin API, responder, anything holding gateway.store) empties its key cache
+        self.store: Store = self.accounts.store
         limits_uri = policy.storage.limits_uri
         self.limits_store: Store = open_store(limits_uri) if limits_uri else self.store
         state_dir = Path(policy.server.state_dir)
         self.backends: dict[str, ModelBackend] = backends or {
             name: build_backend(name, spec, state_dir) for name, spec in policy.models.items()
         }
-        self.accounts = AccountService(
-            self.store,
-            self.secrets.server_secret,
-            self.clock,
-            plans=policy.plan_names,
-            credential_ttl=policy.server.credential_cache_s,
-        )
         self.pipeline = Pipeline.from_policy(
             policy, self.backends, store=self.limits_store, secret=self.secrets.server_secret
         )

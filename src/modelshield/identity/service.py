@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
+from typing import cast
 
 from modelshield.clock import Clock
 from modelshield.errors import AccountNotFound, AuthenticationFailed, InvalidInput
-from modelshield.identity.credentials import CredentialCache
+from modelshield.identity.credentials import AccountChangeNotifier, CredentialCache
 from modelshield.identity.keys import (
     IssuedKey,
     digest_matches,
@@ -41,8 +42,10 @@ class AccountService:
     """Creates accounts, issues and checks keys, changes account status.
 
     With ``credential_ttl`` > 0, verified keys are remembered for that many seconds
-    (:class:`~modelshield.identity.credentials.CredentialCache`); this service's own
-    changes to accounts and keys empty the cache before they return.
+    (:class:`~modelshield.identity.credentials.CredentialCache`) and :attr:`store` is the
+    given store wrapped so that every account or key change written through it -- by
+    this service, the admin API or the monitor's responder -- empties the cache before
+    it returns (:class:`~modelshield.identity.credentials.AccountChangeNotifier`).
     """
 
     def __init__(
@@ -54,8 +57,10 @@ class AccountService:
         plans: Sequence[str],
         credential_ttl: float = 0.0,
     ) -> None:
-        self.store = store
         self.credentials = CredentialCache(credential_ttl, clock)
+        if credential_ttl > 0:
+            store = cast(Store, AccountChangeNotifier(store, self.credentials.invalidate))
+        self.store = store
         self.counters: LimiterStore = store
         """Where rate-limit and budget counters live (``storage.limits_uri``)."""
         self._secret = secret
@@ -131,42 +136,25 @@ class AccountService:
     async def suspend(self, ref: str, reason: str) -> Account:
         account = await self.resolve(ref)
         now = self.clock.now()
-        try:
-            return await self.store.set_account_status(account.id, "suspended", reason, now)
-        finally:
-            self.credentials.invalidate()
+        return await self.store.set_account_status(account.id, "suspended", reason, now)
 
     async def unsuspend(self, ref: str, reason: str | None = None) -> Account:
         account = await self.resolve(ref)
-        try:
-            return await self.store.set_account_status(
-                account.id, "active", reason, self.clock.now()
-            )
-        finally:
-            self.credentials.invalidate()
+        return await self.store.set_account_status(account.id, "active", reason, self.clock.now())
 
     async def throttle(self, ref: str, fraction: float | None) -> Account:
         """Give account ``ref`` only ``fraction`` of its plan's rate limits (None: lift)."""
         if fraction is not None and not 0.0 < fraction <= 1.0:
             raise InvalidInput("throttle: must be > 0 and <= 1 (a fraction of the plan's rates)")
         account = await self.resolve(ref)
-        try:
-            return await self.store.set_account_throttle(account.id, fraction)
-        finally:
-            self.credentials.invalidate()
+        return await self.store.set_account_throttle(account.id, fraction)
 
     async def rotate_key(self, ref: str) -> tuple[Account, IssuedKey, list[str]]:
         """Issue a new key and revoke the account's other keys in one store operation."""
         account = await self.resolve(ref)
         issued = issue_key(self._secret, account.id, now=self.clock.now())
-        try:
-            revoked = await self.store.rotate_key(account.id, issued.record, self.clock.now())
-        finally:
-            self.credentials.invalidate()
+        revoked = await self.store.rotate_key(account.id, issued.record, self.clock.now())
         return account, issued, revoked
 
     async def revoke_key(self, key_id: str) -> ApiKey:
-        try:
-            return await self.store.revoke_key(key_id, self.clock.now())
-        finally:
-            self.credentials.invalidate()
+        return await self.store.revoke_key(key_id, self.clock.now())
