@@ -81,7 +81,7 @@ def row_statistics(raw: FloatArray) -> tuple[list[int], list[float], list[float]
 def input_digest(secret: bytes, rows: FloatArray) -> str:
     """HMAC-SHA256 (server secret) of the rows as little-endian FP32, 32 hex digits."""
     data = np.ascontiguousarray(rows, dtype="<f4").tobytes()
-    return hmac.new(secret, data, hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(secret, data, hashlib.sha256)[:16].hex()  # the one-shot C HMAC
 
 
 class EventBuilder:
@@ -108,11 +108,6 @@ class EventBuilder:
                 log.exception("finishing a query event failed; it is stored without statistics")
                 events.append(self._event(draft, None, [], [], [], []))
         return events
-
-    def digest(self, rows: FloatArray) -> str:
-        """:func:`input_digest`, with the one-shot C HMAC."""
-        data = np.ascontiguousarray(rows, dtype="<f4").tobytes()
-        return hmac.digest(self._secret, data, hashlib.sha256)[:16].hex()
 
     def _build(self, drafts: Sequence[EventDraft]) -> list[QueryEvent]:
         answered = [
@@ -149,7 +144,7 @@ class EventBuilder:
         for n, draft in enumerate(drafts):
             digest = None
             if draft.inputs is not None and _is_matrix(draft.inputs):
-                digest = self.digest(draft.inputs)
+                digest = input_digest(self._secret, draft.inputs)
             top1, margin, entropy, sketch = stats.get(id(draft), ([], [], [], []))
             nonce = nonces[16 * n : 16 * n + 16]
             events.append(self._event(draft, digest, top1, margin, entropy, sketch, nonce))

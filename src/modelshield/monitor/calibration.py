@@ -26,18 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from modelshield.events.draft import row_statistics
 from modelshield.models.base import FloatArray
 from modelshield.monitor.features import AccountState, Reference, compute_features
-from modelshield.monitor.sketch import project
-
-
-def row_statistics(probs: FloatArray) -> tuple[list[int], list[float], list[float]]:
-    """Top-1, top-1/top-2 margin and entropy per row (as the gateway computes them)."""
-    top1 = np.argmax(probs, axis=1)
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    entropy = -(probs * np.log(np.maximum(probs, 1e-12))).sum(axis=1)
-    return top1.tolist(), margin.tolist(), entropy.tolist()
+from modelshield.monitor.sketch import SKETCH_DECIMALS, project
 
 
 def replay(
@@ -55,7 +47,7 @@ def replay(
 ) -> AccountState:
     """Feed ``rows`` (with the model's ``probs``) to ``state`` in batches, ``gap`` s apart."""
     top1, margin, entropy = row_statistics(probs)
-    sketches = np.round(project(rows), 3)
+    sketches = np.round(project(rows), SKETCH_DECIMALS)
     for n, i in enumerate(range(0, len(rows), batch)):
         j = min(i + batch, len(rows))
         state.add_rows(
