@@ -65,15 +65,6 @@ def held_out() -> tuple[np.ndarray, np.ndarray]:
     return rows, np.asarray(labels, dtype=np.int64)
 
 
-def demo_state(state: Path, demo_cache: Path) -> Path:
-    """A state directory holding the trained demo model (so nothing is trained again)."""
-    models = state / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    for file in demo_cache.iterdir():
-        (models / file.name).write_bytes(file.read_bytes())
-    return state
-
-
 def tiny_scenario(state: Path, **fields: Any) -> dict[str, Any]:
     """A scenario on the demo policy that runs in seconds: equation solving (cheap to
     train) and two legitimate accounts over a simulated minute; ``fields`` replace its

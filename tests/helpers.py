@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,3 +125,41 @@ def v2_body(rows: np.ndarray, **extra: Any) -> dict[str, Any]:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(
+    url: str,
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes],
+    *,
+    path: str = "/v2/health/ready",
+    timeout: float = 60.0,
+) -> None:
+    """Poll ``url + path`` until it answers 200; fail if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout is not None else ""
+            raise AssertionError(f"serve exited early: {output!r}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"serve at {url} did not answer {path}")
+
+
+def demo_state(state: Path, demo_cache: Path) -> Path:
+    """A state directory holding the trained demo model (so nothing is trained again)."""
+    models = state / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for file in demo_cache.iterdir():
+        (models / file.name).write_bytes(file.read_bytes())
+    return state

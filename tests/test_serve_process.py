@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,30 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import bearer, v2_body
+from helpers import bearer, demo_state, free_port, v2_body, wait_until_up
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent / "modelshield"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_live(url: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited early: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            if httpx.get(f"{url}/v2/health/live", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("serve did not become live")
 
 
 @pytest.fixture
@@ -82,10 +61,7 @@ def test_configured_serve_answers_and_flushes_events_on_shutdown(
     demo_cache: Path,
     stop_all: list[subprocess.Popen[str]],
 ) -> None:
-    state = tmp_path / "state"
-    (state / "models").mkdir(parents=True)
-    for file in demo_cache.iterdir():
-        (state / "models" / file.name).write_bytes(file.read_bytes())
+    state = demo_state(tmp_path / "state", demo_cache)
     config = tmp_path / "policy.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -117,7 +93,7 @@ def test_configured_serve_answers_and_flushes_events_on_shutdown(
     url = f"http://127.0.0.1:{port}"
     proc = start(["--config", str(config), "--port", str(port)], tmp_path, env)
     stop_all.append(proc)
-    wait_live(url, proc)
+    wait_until_up(url, proc, path="/v2/health/live")
     with httpx.Client(base_url=url, timeout=10) as client:
         for i in range(5):
             response = client.post(
@@ -160,7 +136,7 @@ def test_demo_serve_prints_a_working_key(
             break
     key = banner[-1].split()[-1]
     url = f"http://127.0.0.1:{port}"
-    wait_live(url, proc)
+    wait_until_up(url, proc, path="/v2/health/live")
     body = json.loads((Path(__file__).parents[1] / "examples" / "digits-row.json").read_text())
     response = httpx.post(f"{url}/v2/models/digits/infer", json=body, headers=bearer(key))
     assert response.status_code == 200

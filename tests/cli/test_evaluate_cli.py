@@ -9,7 +9,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from attack_helpers import demo_state, tiny_scenario
+from attack_helpers import tiny_scenario
+from helpers import demo_state
 from modelshield.cli.main import _register, cli
 
 PNG = b"\x89PNG\r\n\x1a\n"

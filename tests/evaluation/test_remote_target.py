@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,19 +14,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from attack_helpers import demo_state, tiny_scenario
+from attack_helpers import tiny_scenario
+from helpers import demo_state, free_port, wait_until_up
 from modelshield.cli.main import _register, cli
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent / "modelshield"
 TOKEN = "remote-evaluation-admin-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -55,7 +48,7 @@ def served(tmp_path: Path, demo_cache: Path) -> Iterator[tuple[str, Path]]:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIELD_")}
     env |= {"MODELSHIELD_SECRET": "remote-test-secret-0123456789", "MODELSHIELD_ADMIN_TOKEN": TOKEN}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [str(BIN), "serve", "--config", str(policy), "--port", str(port)],
@@ -66,16 +59,7 @@ def served(tmp_path: Path, demo_cache: Path) -> Iterator[tuple[str, Path]]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "serve did not become ready"
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_until_up(url, proc)
         yield url, policy
     finally:
         proc.terminate()

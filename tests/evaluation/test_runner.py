@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from attack_helpers import demo_state, tiny_scenario
+from attack_helpers import tiny_scenario
+from helpers import demo_state
 from modelshield.evaluation import (
     Evaluation,
     EvaluationResults,

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from helpers import demo_state
 from modelshield.cli.main import _register, cli
 from modelshield.evaluation.utility import (
     UtilityReport,
@@ -89,10 +90,7 @@ def test_the_cli_prints_a_table_per_plan(
     tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MODELSHIELD_SECRET", "evaluate-test-secret-0123456789")
-    models = tmp_path / "state" / "models"
-    models.mkdir(parents=True)
-    for file in demo_cache.iterdir():
-        (models / file.name).write_bytes(file.read_bytes())
+    demo_state(tmp_path / "state", demo_cache)
     config = tmp_path / "policy.yaml"
     data = shaping_policy_data(server={"state_dir": str(tmp_path / "state")})
     config.write_text(yaml.safe_dump(data))

@@ -25,10 +25,13 @@ from helpers import (
     REDIS_URL,
     GatewayClient,
     bearer,
+    demo_state,
     flush_redis_prefix,
+    free_port,
     make_policy,
     require_service,
     v2_body,
+    wait_until_up,
 )
 from modelshield.clock import FakeClock
 from modelshield.gateway.app import create_app
@@ -36,12 +39,6 @@ from modelshield.gateway.app import create_app
 pytestmark = pytest.mark.redis
 
 ONE_ROW_BUDGET = {"max_batch_rows": 4, "budgets": {"day": 100}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OwnRedis:
@@ -192,10 +189,7 @@ def test_three_gateway_processes_admit_exactly_the_budget(
     require_service(REDIS_URL, "Redis")
     prefix = f"mstest-{uuid.uuid4().hex[:12]}:"
     budget = 100
-    state = tmp_path / "state"
-    (state / "models").mkdir(parents=True)
-    for file in demo_cache.iterdir():
-        (state / "models" / file.name).write_bytes(file.read_bytes())
+    state = demo_state(tmp_path / "state", demo_cache)
     config = tmp_path / "policy.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -247,16 +241,8 @@ def test_three_gateway_processes_admit_exactly_the_budget(
         for port, workers in zip(ports, (2, 1), strict=True)
     ]
     try:
-        for port in ports:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "replica did not become ready"
-                time.sleep(0.2)
+        for port, proc in zip(ports, procs, strict=True):
+            wait_until_up(f"http://127.0.0.1:{port}", proc)
 
         async def hammer() -> list[int]:
             limits = httpx.Limits(max_connections=64)
