@@ -123,22 +123,11 @@ def _openapi(request_schema: dict[str, Any], response_schema: dict[str, Any]) ->
 
 
 def client_address(request: Request, trust_forwarded_for: bool) -> str | None:
-    if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.client.host if request.client else None
+    return _RequestHead(request.scope).client(trust_forwarded_for)
 
 
 def presented_key(request: Request) -> str | None:
-    return _key_from(request.headers.get("authorization"), request.headers.get("x-api-key"))
-
-
-def _key_from(authorization: str | None, api_key: str | None) -> str | None:
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else None
-    return api_key
+    return _RequestHead(request.scope).api_key()
 
 
 class _RequestHead:
@@ -168,7 +157,12 @@ class _RequestHead:
         return self.peer
 
     def api_key(self) -> str | None:
-        return _key_from(self.get(b"authorization"), self.get(b"x-api-key"))
+        """The bearer token, else ``X-API-Key`` (None for another scheme)."""
+        authorization = self.get(b"authorization")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+        return self.get(b"x-api-key")
 
 
 async def _read_body(head: _RequestHead, receive: Receive, limit: int) -> bytes:
