@@ -192,6 +192,31 @@ def decide(
     return Decision(ok, tuple(results)), writes
 
 
+def live_values(
+    checks: Sequence[Check], counters: Mapping[str, tuple[int, int | None]], now: int
+) -> dict[str, int]:
+    """The counters ``checks`` read (their keys and grant keys) that are live at ``now``,
+    from stored ``(value, expires_at)`` pairs: what :func:`decide` takes as ``values``.
+
+    Example:
+        >>> check = QuotaCheck("q:a", "day", cost=1, limit=5, expires_at=None, bonus_key="g:a")
+        >>> live_values([check], {"q:a": (3, None), "g:a": (2, 10)}, now=20)
+        {'q:a': 3}
+    """
+    get = counters.get
+    values: dict[str, int] = {}
+    for check in checks:
+        found = get(check.key)
+        if found is not None and (found[1] is None or found[1] > now):
+            values[check.key] = found[0]
+        bonus = check.bonus_key
+        if bonus is not None:
+            found = get(bonus)
+            if found is not None and (found[1] is None or found[1] > now):
+                values[bonus] = found[0]
+    return values
+
+
 def refund_writes(checks: Sequence[Check], values: Mapping[str, int], now: int) -> Writes:
     """Give back what an admitted request charged (its model call failed upstream)."""
     writes: Writes = {}

@@ -16,7 +16,7 @@ from modelshield.errors import AccountNotFound, Conflict, KeyNotFound, NotFound
 from modelshield.events.record import QueryEvent
 from modelshield.identity.records import Account, AccountStatus, ApiKey
 from modelshield.monitor.records import Alert, ResponseAction
-from modelshield.storage.limiter import Check, Decision, decide, refund_writes
+from modelshield.storage.limiter import Check, Decision, decide, live_values, refund_writes
 
 
 class MemoryStore:
@@ -151,34 +151,18 @@ class MemoryStore:
                 values[key] = found[0]
         return values
 
-    def _check_values(self, checks: Sequence[Check], now: int) -> dict[str, int]:
-        """The live counters ``checks`` read (their keys and grant keys)."""
-        counters = self._counters
-        values: dict[str, int] = {}
-        for check in checks:
-            key = check.key
-            found = counters.get(key)
-            if found is not None and (found[1] is None or found[1] > now):
-                values[key] = found[0]
-            key = check.bonus_key  # type: ignore[assignment]
-            if key is not None:
-                found = counters.get(key)
-                if found is not None and (found[1] is None or found[1] > now):
-                    values[key] = found[0]
-        return values
-
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         # The threading lock guards against other threads; among coroutines this block is
         # atomic anyway (no await inside).
         with self._lock:
-            decision, writes = decide(checks, self._check_values(checks, now), now)
+            decision, writes = decide(checks, live_values(checks, self._counters, now), now)
             if writes:
                 self._counters.update(writes)
         return decision
 
     async def peek(self, checks: Sequence[Check], now: int) -> Decision:
         with self._lock:
-            values = self._check_values(checks, now)
+            values = live_values(checks, self._counters, now)
         return decide(checks, values, now, charge=False)[0]
 
     async def refund(self, checks: Sequence[Check], now: int) -> None:

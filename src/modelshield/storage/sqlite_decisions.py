@@ -33,7 +33,7 @@ from queue import Empty, SimpleQueue
 import orjson
 
 from modelshield.errors import StoreUnavailable
-from modelshield.storage.limiter import Check, Decision, decide
+from modelshield.storage.limiter import Check, Decision, decide, live_values
 
 MAX_GROUP = 256
 """Decisions per transaction at most (a transaction holds the file's write lock)."""
@@ -92,20 +92,8 @@ def decide_group(
             stored[key] = (int(value), expires_at)
     decisions: list[Decision] = []
     dirty: dict[str, tuple[int, int | None]] = {}
-    get = stored.get
     for checks, now in batch:
-        values: dict[str, int] = {}
-        for check in checks:
-            key = check.key
-            found = get(key)
-            if found is not None and (found[1] is None or found[1] > now):
-                values[key] = found[0]
-            bonus = check.bonus_key
-            if bonus is not None:
-                found = get(bonus)
-                if found is not None and (found[1] is None or found[1] > now):
-                    values[bonus] = found[0]
-        decision, writes = decide(checks, values, now)
+        decision, writes = decide(checks, live_values(checks, stored, now), now)
         if writes:
             stored.update(writes)
             dirty.update(writes)
