@@ -103,8 +103,9 @@ FEATURES: tuple[str, ...] = (
 """Every feature :func:`compute_features` returns, in a fixed order."""
 
 
-def _distances(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Euclidean distances between the rows of ``a`` [m, k] and ``b`` [n, k]."""
+def sketch_distances(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Euclidean distances between the rows of ``a`` [m, k] and ``b`` [n, k], exactly 0
+    for identical sketches."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
@@ -144,7 +145,7 @@ class Reference:
 
     @classmethod
     def from_sketches(cls, sketches: FloatArray, *, lsh_bits: int = 12) -> Reference:
-        d = _distances(sketches, sketches)
+        d = sketch_distances(sketches, sketches)
         np.fill_diagonal(d, np.inf)
         nearest = d.min(axis=1)
         hyperplanes = np.random.default_rng(LSH_SEED).standard_normal((SKETCH_DIMS, lsh_bits))
@@ -175,7 +176,7 @@ class Reference:
     def out_of_distribution(self, sketches: FloatArray) -> list[bool]:
         if len(self.sketches) == 0:
             return [False] * len(sketches)
-        nearest = _distances(sketches, self.sketches).min(axis=1)
+        nearest = sketch_distances(sketches, self.sketches).min(axis=1)
         flags: list[bool] = (nearest > self.ood_radius).tolist()
         return flags
 
@@ -267,8 +268,8 @@ class AccountState:
         margin_arr = _fit(margins, m, 1.0)
         entropy_arr = _fit(entropies, m, 0.0)
         labels = _fit(top1, m, -1).astype(np.int64)
-        d_prev = _distances(sketches, np.concatenate([self.reservoir, self.recent]))
-        d_self = _distances(sketches, sketches)
+        d_prev = sketch_distances(sketches, np.concatenate([self.reservoir, self.recent]))
+        d_self = sketch_distances(sketches, sketches)
         order = np.arange(m)
         d_self[order[None, :] >= order[:, None]] = np.inf  # only earlier rows of the batch
         d_all = np.concatenate([d_prev, d_self], axis=1)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from modelshield.models.base import FloatArray
-from modelshield.monitor.features import IDENTICAL
+from modelshield.monitor.features import sketch_distances
 from modelshield.monitor.sketch import SKETCH_DIMS
 
 
@@ -53,13 +53,7 @@ class SybilLinker:
             if other.any():
                 ring = self.ring[other]
                 names = owners[other]
-                sq = (
-                    (sketches**2).sum(1)[:, None]
-                    + (ring**2).sum(1)[None, :]
-                    - 2.0 * sketches @ ring.T
-                )
-                d = np.sqrt(np.maximum(sq, 0.0))
-                d[d < IDENTICAL] = 0.0  # rounding residue of identical rows
+                d = sketch_distances(sketches, ring)
                 best = d.argmin(axis=1)
                 for i, j in enumerate(best.tolist()):
                     distance = float(d[i, j])
