@@ -58,7 +58,7 @@ from modelshield.controls.reverse_sigmoid import ReverseSigmoid
 from modelshield.controls.shaping import ShapingChain
 from modelshield.evaluation.attacks.public_data import augment_digits
 from modelshield.evaluation.attacks.soft_labels import softmax_regression
-from modelshield.evaluation.utility import as_distribution
+from modelshield.evaluation.utility import as_distribution, describe
 from modelshield.models.demo import digits_split, train_digits_model
 from modelshield.policy.demo import DEMO_POLICY
 from modelshield.policy.shaping import ShapingSpec
@@ -286,24 +286,6 @@ def ours_and_matched_art(world: World, name: str, spec: dict[str, Any]) -> list[
     ]
 
 
-def describe(spec: dict[str, Any]) -> str:
-    """A shaping spec in a few words: ``misinformation 0.5, noise 2%, top-3, 3 dp``."""
-    words = []
-    for step in spec.get("perturb", []):
-        if step["kind"] == "noise":
-            words.append(f"noise {step['level']:.0%}")
-        elif step["kind"] == "misinformation":
-            words.append(f"misinformation below {step['threshold']:g}")
-        else:
-            words.append(step["kind"].replace("_", " "))
-    minimize = spec.get("minimize", {})
-    if "top_k" in minimize:
-        words.append(f"top-{minimize['top_k']}")
-    if "decimals" in minimize:
-        words.append(f"{minimize['decimals']} dp")
-    return ", ".join(words)
-
-
 def settings(world: World) -> list[Setting]:
     found: list[Setting] = [Setting("none (noise 0%: raw probabilities)", "-", lambda p, rows: p)]
     for level in (0.01, 0.02, 0.05):
@@ -329,7 +311,8 @@ def settings(world: World) -> list[Setting]:
         found += ours_and_matched_art(world, f"misinformation below {threshold:g}", spec)
     # the built-in demo policy's default plan, read from the policy so the row stays true
     demo = DEMO_POLICY["plans"]["free"]["shaping"]
-    found += ours_and_matched_art(world, f"demo plan ({describe(demo)})", demo)
+    label = describe(ShapingSpec.model_validate(demo), ["probabilities"])
+    found += ours_and_matched_art(world, f"demo plan ({label})", demo)
     found.append(Setting("labels only (the floor)", "modelshield", labels_only))
     return found
 
