@@ -160,3 +160,69 @@ async def test_event_batches_beyond_one_insert_statement_are_written_once(
         assert await store.count_events() == count
     finally:
         await store.close()
+
+
+async def test_uncontended_groups_are_decided_on_the_event_loop(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
+    await store.open()
+    try:
+        await asyncio.gather(*(store.check_and_charge([budget(10**6)], NOW) for _ in range(50)))
+        writer = store._decision_writer
+        assert writer is not None
+        assert writer.loop_groups == writer.groups == 1  # one loop turn, one transaction
+        with sqlite3.connect(tmp_path / "store.db") as other:
+            row = other.execute("SELECT value FROM counters WHERE key='budget:a:day'").fetchone()
+        assert row == (50,)  # committed before the decisions returned
+    finally:
+        await store.close()
+
+
+async def test_a_database_another_connection_writes_to_never_blocks_the_loop(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
+    await store.open()
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        await store.check_and_charge([budget(100)], NOW)  # the loop path is set up
+        holder.execute("BEGIN IMMEDIATE")  # as another process's write transaction would
+        holder.execute("UPDATE counters SET value = 40 WHERE key = 'budget:a:day'")
+        pending = [
+            asyncio.ensure_future(store.check_and_charge([budget(100)], NOW)) for _ in range(80)
+        ]
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.2)
+        # the loop kept running on time while the decisions waited for the database
+        assert asyncio.get_running_loop().time() - started < 0.5
+        assert not any(p.done() for p in pending)
+        holder.execute("COMMIT")
+        decisions = await asyncio.gather(*pending)
+        # the holder's write counted: 40 + 60 admitted = the budget of 100
+        assert sum(d.allowed for d in decisions) == 60
+        writer = store._decision_writer
+        assert writer is not None and writer.groups > writer.loop_groups  # the thread path
+        before = writer.loop_groups
+        assert not (await store.check_and_charge([budget(100)], NOW)).allowed
+        assert writer.loop_groups == before + 1  # and back on the loop once it is free
+    finally:
+        holder.close()
+        await store.close()
+
+
+async def test_a_failure_on_the_loop_path_hands_the_group_to_the_thread_path(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
+    await store.open()
+    try:
+        assert (await store.check_and_charge([budget(3)], NOW)).allowed
+        writer = store._decision_writer
+        assert writer is not None and writer._loop_conn is not None
+        writer._loop_conn.close()  # the loop path's connection breaks
+        decisions = await asyncio.gather(
+            *(store.check_and_charge([budget(3)], NOW) for _ in range(4))
+        )
+        assert [d.allowed for d in decisions].count(True) == 2  # nothing lost, nothing doubled
+        assert writer.groups == writer.loop_groups + 1
+    finally:
+        await store.close()

@@ -2,13 +2,15 @@
 
 WAL mode, ``synchronous=FULL`` by default (every commit is fsynced before it returns);
 ``?synchronous=normal`` in the URI trades power-loss durability for speed (an
-application crash still loses nothing). Three connections per store: the main one,
+application crash still loses nothing). Four connections per store: the main one,
 owned by one worker thread, for accounts, keys, events and the monitor; a read-only one
-for the per-request credential lookup (WAL readers never wait for a writer); and the
-check-and-charge one, owned by its own thread (:mod:`.sqlite_decisions`), so that
-limiter decisions never queue behind event batches. The two writers take turns through
-an in-process lock and wait for other processes on the same file with ``busy_timeout``;
-every multi-row change is one transaction.
+for the per-request credential lookup (WAL readers never wait for a writer); and two for
+check-and-charge (:mod:`.sqlite_decisions`), one used on the event loop while the
+database is free and one owned by a thread for when it is not, so that limiter
+decisions never queue behind event batches. The writers take turns through an
+in-process lock; the main and thread connections wait for other processes on the same
+file with ``busy_timeout``, the loop one never waits. Every multi-row change is one
+transaction.
 
 Example:
     >>> SQLiteStore("sqlite:///.modelshield/modelshield.db").path.name
@@ -186,6 +188,29 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=10000")
         with self._write_lock:
             conn.executescript(SCHEMA)
+        return conn
+
+    def _open_loop_connection(self) -> sqlite3.Connection:
+        """The check-and-charge connection used on the event loop: it never waits (a
+        busy database is an error that sends the group to the decision thread) and never
+        checkpoints on commit (the decision writer checkpoints now and then, the other
+        connections as they commit)."""
+        if not self.path.is_file():
+            raise sqlite3.OperationalError(f"{self.path} does not exist yet")
+        conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            ready = conn.execute(
+                "SELECT (SELECT journal_mode FROM pragma_journal_mode) = 'wal' AND EXISTS "
+                "(SELECT 1 FROM sqlite_master WHERE type='table' AND name='counters')"
+            ).fetchone()[0]
+            if not ready:
+                raise sqlite3.OperationalError(f"{self.path} has no WAL-mode schema yet")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _connect(self) -> None:
@@ -451,15 +476,18 @@ class SQLiteStore:
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         """Decide and charge in a transaction shared with concurrent decisions.
 
-        Decisions that arrive while one group commits form the next group, decided one
-        after the other inside one transaction on the decision thread's connection
-        (:class:`~.sqlite_decisions.DecisionWriter`): each is exact and atomic, the group
-        pays for one commit (one fsync), and every decision is durable before it returns.
+        The decisions requested during one event-loop turn form a group, decided one
+        after the other inside one transaction (:class:`~.sqlite_decisions.DecisionWriter`):
+        each is exact and atomic, the group pays for one commit (one fsync), and every
+        decision is durable before it returns.
         """
         writer = self._decision_writer
         if writer is None:
             writer = self._decision_writer = DecisionWriter(
-                self._open_connection, self._write_lock, str(self.path)
+                self._open_connection,
+                self._write_lock,
+                str(self.path),
+                connect_loop=self._open_loop_connection,
             )
         return await writer.submit(checks, now)
 
