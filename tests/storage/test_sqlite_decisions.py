@@ -169,7 +169,7 @@ async def test_uncontended_groups_are_decided_on_the_event_loop(tmp_path: Path) 
         await asyncio.gather(*(store.check_and_charge([budget(10**6)], NOW) for _ in range(50)))
         writer = store._decision_writer
         assert writer is not None
-        assert writer.loop_groups == writer.groups == 1  # one loop turn, one transaction
+        assert writer.loop_groups == writer.groups == 1  # requested at once, one transaction
         with sqlite3.connect(tmp_path / "store.db") as other:
             row = other.execute("SELECT value FROM counters WHERE key='budget:a:day'").fetchone()
         assert row == (50,)  # committed before the decisions returned

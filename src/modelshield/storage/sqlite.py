@@ -476,7 +476,7 @@ class SQLiteStore:
     async def check_and_charge(self, checks: Sequence[Check], now: int) -> Decision:
         """Decide and charge in a transaction shared with concurrent decisions.
 
-        The decisions requested during one event-loop turn form a group, decided one
+        The decisions requested during two event-loop turns form a group, decided one
         after the other inside one transaction (:class:`~.sqlite_decisions.DecisionWriter`):
         each is exact and atomic, the group pays for one commit (one fsync), and every
         decision is durable before it returns.
