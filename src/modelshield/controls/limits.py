@@ -58,6 +58,11 @@ def budget_window(kind: str, now: float, zone: ZoneInfo) -> tuple[str, int | Non
     return label, int(start.timestamp() * US), int(following.timestamp() * US)
 
 
+_CHECKS_CACHED = 10_000
+"""Subjects whose check lists :meth:`LimitsGate.checks` keeps at most."""
+_CHECKS_TTL_US = 3600 * US
+
+
 class _Limit(NamedTuple):
     name: str
     scope: str
@@ -117,6 +122,9 @@ class LimitsGate:
         self.zone = ZoneInfo(policy.limits_timezone)
         self._windows: dict[str, tuple[str, int, int | None]] = {}
         self._plans: dict[int, _PlanLimits] = {}
+        # (valid from, valid until, checks) by subject, plan and cost: see checks()
+        self._checks: dict[tuple[object, ...], tuple[float, int, list[Check]]] = {}
+        self._policies: dict[tuple[object, ...], str] = {}  # RateLimit-Policy values
 
     # building checks -----------------------------------------------------------
     def _plan(self, plan: Plan) -> _PlanLimits:
@@ -177,11 +185,37 @@ class LimitsGate:
         return label, end
 
     def checks(self, query: Query, cost: int) -> list[Check]:
+        """The query's checks: what a subject's requests of one size are checked against
+        changes only when a budget window ends, so the list is kept until then (the
+        checks are immutable; callers must not modify the list)."""
         plan = query.plan
-        return [
-            *self.rate_checks(plan, Subject.of(query), cost, query.account.throttle),
-            *self.budget_checks(plan, query.account.id, query.time, cost),
+        account = query.account
+        now_us = query.time * US
+        # id(plan) is stable: the plan is referenced by self._plans once checks were built
+        key = (
+            id(plan),
+            account.id,
+            query.key_id,
+            query.client,
+            query.model,
+            account.throttle,
+            cost,
+        )
+        cached = self._checks.get(key)
+        if cached is not None and cached[0] <= now_us < cached[1]:
+            return cached[2]
+        checks = [
+            *self.rate_checks(plan, Subject.of(query), cost, account.throttle),
+            *self.budget_checks(plan, account.id, query.time, cost),
         ]
+        # valid until the first budget window ends (and, for windows that never end,
+        # for an hour: a bound on what an idle subject's entry keeps alive)
+        ends = [c.expires_at for c in checks if isinstance(c, QuotaCheck) and c.expires_at]
+        until = min([*ends, int(now_us) + _CHECKS_TTL_US])
+        if len(self._checks) >= _CHECKS_CACHED:
+            self._checks.pop(next(iter(self._checks)))  # the oldest entry
+        self._checks[key] = (now_us, until, checks)
+        return checks
 
     # the gate --------------------------------------------------------------------
     async def check(self, query: Query) -> None:
@@ -201,7 +235,7 @@ class LimitsGate:
             query.flags.append("limits-fail-open")
             return
         headers = (
-            limit_headers(plan, decision, self._plan(plan).header_windows)
+            limit_headers(plan, decision, self._plan(plan).header_windows, self._policies)
             if plan.limit_headers
             else {}
         )
@@ -243,21 +277,39 @@ def _header_windows(plan: Plan) -> dict[str, str]:
 
 
 def limit_headers(
-    plan: Plan, decision: Decision, windows: dict[str, str] | None = None
+    plan: Plan,
+    decision: Decision,
+    windows: dict[str, str] | None = None,
+    policies: dict[tuple[object, ...], str] | None = None,
 ) -> dict[str, str]:
     """The RateLimit-Policy and RateLimit fields for ``decision`` (``windows``: the plan's
-    :func:`_header_windows`, when the caller keeps them)."""
+    :func:`_header_windows`, and ``policies``: RateLimit-Policy values already written,
+    when the caller keeps them).
+
+    Example:
+        >>> from modelshield.storage.limiter import CheckResult
+        >>> result = CheckResult("day", True, 100, 58, 3600.4, None, 42)
+        >>> limit_headers(Plan(), Decision(True, (result,)))
+        {'RateLimit-Policy': '"day";q=100;w=86400', 'RateLimit': '"day";r=58;t=3600'}
+    """
     if windows is None:
         windows = _header_windows(plan)
-    policies = []
+    results = decision.results
     states = []
-    for result in decision.results:
-        name = result.name
-        window = windows.get(name, "")  # day and month budgets always have an end
-        policies.append(f'"{name}";q={result.limit}{window}')
+    for result in results:
         reset = "" if result.reset_after is None else f";t={max(0, round(result.reset_after))}"
-        states.append(f'"{name}";r={result.remaining}{reset}')
-    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}
+        states.append(f'"{result.name}";r={result.remaining}{reset}')
+    # per plan (windows differ) and limits (grants change a quota's)
+    key = (id(plan), *[(r.name, r.limit) for r in results])
+    policy = policies.get(key) if policies is not None else None
+    if policy is None:
+        # day and month budgets always have an end
+        policy = ", ".join(f'"{r.name}";q={r.limit}{windows.get(r.name, "")}' for r in results)
+        if policies is not None:
+            if len(policies) >= 1000:
+                policies.clear()
+            policies[key] = policy
+    return {"RateLimit-Policy": policy, "RateLimit": ", ".join(states)}
 
 
 def _denial_detail(plan: Plan, decision: Decision, rows: int) -> str:

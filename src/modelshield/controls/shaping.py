@@ -82,25 +82,21 @@ class ShapingChain:
         self.minimization = Minimization(
             top_k=m.top_k, floor=m.floor, renormalize=m.renormalize, decimals=m.decimals
         )
-
-    @property
-    def label_only(self) -> bool:
-        return self.spec.label_only
-
-    @property
-    def keyed(self) -> bool:
+        # what every request asks, answered once (the spec is immutable)
+        self.label_only: bool = spec.label_only
+        self.is_identity: bool = spec.is_identity
+        """Whether answers pass unchanged (nothing to compute per request)."""
+        self.keyed: bool = any(p.keyed for p in self.perturbations)
         """Whether any control draws keyed randomness (so keys must be computed)."""
-        return any(p.keyed for p in self.perturbations)
+        names = [p.name for p in self.perturbations]
+        if spec.minimize != MinimizationSpec():
+            names.append(self.minimization.name)
+        self._names = ["label-only"] if spec.label_only else names
 
     @property
     def names(self) -> list[str]:
-        """The controls that act, for the QueryEvent."""
-        if self.spec.label_only:
-            return ["label-only"]
-        names = [p.name for p in self.perturbations]
-        if self.spec.minimize != MinimizationSpec():
-            names.append(self.minimization.name)
-        return names
+        """The controls that act, for the QueryEvent (a fresh list)."""
+        return list(self._names)
 
     def perturb(self, probabilities: FloatArray, keys: Sequence[bytes]) -> FloatArray:
         """The perturbations alone (full distributions, before minimization)."""
@@ -191,7 +187,7 @@ class PolicyShaper:
             prediction.outputs = ["label"]
             query.controls.append("label-only")
             return prediction
-        if chain.spec.is_identity:
+        if chain.is_identity:
             return prediction
         keys = self.keys(query.model, query.rows) if chain.keyed else []
         answer = chain(prediction.probabilities, keys)

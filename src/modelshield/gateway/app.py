@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,8 +35,15 @@ def create_app(
     secrets: Secrets | None = None,
     store: Store | None = None,
     backends: dict[str, ModelBackend] | None = None,
+    freeze_heap: bool = False,
 ) -> InferenceFastLane:
     """Build the gateway app for ``policy`` (FastAPI behind the inference fast lane).
+
+    ``freeze_heap`` (for a server process that runs one app): once started, everything
+    loaded so far (libraries, models, policy) is moved out of the garbage collector's
+    sight with :func:`gc.freeze`, so its collections no longer walk it -- about 2 % more
+    requests per second with the demo model. Not for tests that build many apps: what
+    is frozen is never collected.
 
     Example:
         >>> from modelshield.policy import demo_policy
@@ -51,6 +59,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -96,4 +107,6 @@ def create_app(
 
 def app_from_env() -> InferenceFastLane:
     """Factory for ``uvicorn --factory`` workers: the policy named by $MODELSHIELD_CONFIG."""
-    return create_app(resolve_policy(os.environ.get("MODELSHIELD_CONFIG") or None))
+    return create_app(
+        resolve_policy(os.environ.get("MODELSHIELD_CONFIG") or None), freeze_heap=True
+    )
