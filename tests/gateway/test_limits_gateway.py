@@ -130,7 +130,12 @@ async def test_grants_usage_and_reset_over_the_admin_api(
         "POST", f"/accounts/{account_id}/budget-grants", json={"window": "day", "rows": 10}
     )
     assert granted.status_code == 200 and granted.json()["granted_rows"] == 10
-    assert (await post(gw, key, digits_rows[:8])).status_code == 200
+    answered = await post(gw, key, digits_rows[:8])
+    assert answered.status_code == 200
+    # the advertised day quota includes the grant (RateLimit-Policy values are reused
+    # only for the same limits)
+    assert '"day";q=40;w=86400' in answered.headers["RateLimit-Policy"]
+    assert '"day";r=8' in answered.headers["RateLimit"]
     day = next(
         u
         for u in (await gw.admin("GET", f"/accounts/{account_id}/usage")).json()["usage"]

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+
 from modelshield.controls.limits import LimitsGate, Subject
+from modelshield.controls.query import Query
+from modelshield.identity.records import Account
 from modelshield.policy import DEMO_POLICY
 from modelshield.policy.schema import Policy
 from modelshield.storage.limiter import US, QuotaCheck, RateCheck
@@ -73,3 +77,31 @@ def test_a_throttled_account_uses_separate_slower_buckets_for_account_and_key_li
         RateCheck("rate:ip:unknown:per-address", "per-address", 1, 500_000, 200),
         RateCheck("rate:model:digits:model-wide", "model-wide", 1, 2_000, 5000),
     ]
+
+
+def test_a_query_gets_the_checks_of_its_own_budget_window_whichever_came_before() -> None:
+    gate, policy = gate_and_plan()
+    plan = policy.plans["p"]
+    account = Account("a1", "acme", "p", 0.0)
+
+    def day_key(when: float, throttle: float | None = None) -> tuple[str, str]:
+        query = Query(
+            account=account
+            if throttle is None
+            else Account("a1", "acme", "p", 0.0, throttle=throttle),
+            key_id="k1",
+            plan=plan,
+            model="digits",
+            spec=policy.models["digits"],
+            rows=np.zeros((1, 64)),
+            time=when,
+        )
+        checks = gate.checks(query, 1)
+        return checks[0].key, next(c.key for c in checks if c.name == "day")
+
+    hour = 3600.0
+    assert day_key(NOW) == ("rate:acct:a1:burst", "budget:a1:day:2026-12-04")
+    assert day_key(NOW + 20 * hour)[1] == "budget:a1:day:2026-12-05"  # the next day
+    assert day_key(NOW)[1] == "budget:a1:day:2026-12-04"  # a clock set back
+    assert day_key(NOW + 20 * hour)[1] == "budget:a1:day:2026-12-05"
+    assert day_key(NOW, throttle=0.5)[0] == "rate:acct:a1:burst:throttled-0.5"
