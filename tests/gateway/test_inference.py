@@ -455,9 +455,15 @@ async def test_metrics_count_requests(gw: GatewayClient, digits_rows: np.ndarray
     await gw.http.post(
         "/v2/models/digits/infer", json=v2_body(digits_rows[:2]), headers=bearer(key)
     )
+    await gw.http.post("/v2/models/digits/infer", json=v2_body(digits_rows[:2]))  # no key
+    # counted from the requests' query events, which /metrics finishes first
     text = (await gw.http.get("/metrics")).text
     assert 'modelshield_requests_total{model="digits",outcome="answered",status="200"} 1.0' in text
+    assert 'modelshield_requests_total{model="digits",outcome="denied",status="401"} 1.0' in text
     assert 'modelshield_rows_total{model="digits"} 2.0' in text
+    assert 'modelshield_request_seconds_count{model="digits"} 1.0' in text
+    await gw.gateway.sink.flush()  # and the events are still written, once
+    assert await gw.gateway.store.count_events() == 2
 
 
 async def test_openapi_covers_every_route(gw: GatewayClient) -> None:

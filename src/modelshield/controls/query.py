@@ -70,7 +70,10 @@ class Prediction:
         top = np.argmax(raw, axis=1)
         labels = np.asarray(class_labels, dtype=np.int64)[top] if class_labels else top
         return cls(
-            raw=raw, probabilities=raw.copy(), labels=labels.astype(np.int64), outputs=outputs
+            raw=raw,
+            probabilities=raw.copy(),
+            labels=labels.astype(np.int64, copy=False),
+            outputs=outputs,
         )
 
 

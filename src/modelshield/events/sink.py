@@ -71,12 +71,27 @@ class GroupCommitSink:
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._listeners: list[EventListener] = []
+        self._finished_listeners: list[EventListener] = []
         self.written = 0
         self.failures = 0
 
     def subscribe(self, listener: EventListener) -> None:
-        """Call ``listener`` with every batch once it is durable (metrics, monitor)."""
+        """Call ``listener`` with every batch once it is durable (the monitor)."""
         self._listeners.append(listener)
+
+    def subscribe_finished(self, listener: EventListener) -> None:
+        """Call ``listener`` with every group of events once finished, before it is
+        written (and whether or not the store takes it): request metrics, counted a group
+        at a time rather than on each request's path."""
+        self._finished_listeners.append(listener)
+
+    def finish_buffered(self) -> None:
+        """Finish the events emitted so far now (their finished-listeners run); they are
+        written with the next group commit. For readers that must see every request,
+        such as ``/metrics``, without waiting for the store."""
+        buffered, self._buffer = self._buffer, []
+        if buffered:
+            self._pending.extend(self._finish(buffered))
 
     async def start(self) -> None:
         if self._task is None:
@@ -100,10 +115,17 @@ class GroupCommitSink:
         """The events of ``items``, in order, drafts finished as one group."""
         drafts = [item for item in items if isinstance(item, EventDraft)]
         if not drafts:
-            return [item for item in items if isinstance(item, QueryEvent)]
-        assert self.builder is not None  # emit() refuses drafts without a builder
-        finished = iter(self.builder.build(drafts))
-        return [next(finished) if isinstance(item, EventDraft) else item for item in items]
+            events = [item for item in items if isinstance(item, QueryEvent)]
+        else:
+            assert self.builder is not None  # emit() refuses drafts without a builder
+            finished = iter(self.builder.build(drafts))
+            events = [next(finished) if isinstance(item, EventDraft) else item for item in items]
+        for listener in self._finished_listeners:
+            try:
+                listener(events)
+            except Exception:  # a broken listener must not lose events
+                log.exception("event listener failed")
+        return events
 
     async def _write(self, batch: list[QueryEvent]) -> None:
         await self.store.append_events(batch)
@@ -117,8 +139,7 @@ class GroupCommitSink:
     async def _commit(self) -> None:
         """Write everything buffered so far, retrying with backoff; one commit at a time."""
         async with self._lock:
-            buffered, self._buffer = self._buffer, []
-            self._pending.extend(self._finish(buffered))
+            self.finish_buffered()
             self._has_data.clear()
             delay = 0.05
             loop = asyncio.get_running_loop()

@@ -82,6 +82,7 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
+        gateway.sink.finish_buffered()  # requests are counted as their events are finished
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:

@@ -313,7 +313,6 @@ async def _record(
         inputs=query.rows if query is not None else None,
         answer=prediction.raw if prediction is not None else None,
     )
-    gateway.metrics.observe_request(known, outcome, status, rows, elapsed)
     await gateway.sink.emit(draft)
 
 

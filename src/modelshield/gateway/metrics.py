@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from modelshield.events.record import QueryEvent
 
 
 class GatewayMetrics:
@@ -42,20 +45,29 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
-    def observe_request(
-        self, model: str, outcome: str, status: int, rows: int, seconds: float
-    ) -> None:
-        """Count one request (label children are cached: ``labels()`` is slow per call)."""
-        key = (model, outcome, str(status))
+    def observe_events(self, events: Sequence[QueryEvent]) -> None:
+        """Count the requests of a group of query events (one per request): the event
+        sink calls this as it finishes each group, so a request's path never touches the
+        metrics. Label children are cached (``labels()`` is slow per call)."""
+        requests: dict[tuple[str, str, str], int] = {}
+        for event in events:
+            key: tuple[str, str, str] = (event.model, event.outcome, str(event.status))
+            requests[key] = requests.get(key, 0) + 1
+            if event.outcome == "answered":
+                children = self._child(key)
+                children[1].inc(event.rows)
+                if event.latency_ms is not None:
+                    children[2].observe(event.latency_ms / 1000.0)
+        for counted, count in requests.items():
+            self._child(counted)[0].inc(count)
+
+    def _child(self, key: tuple[str, str, str]) -> tuple[Any, Any, Any]:
         children = self._children.get(key)
         if children is None:
             children = (
                 self.requests.labels(*key),
-                self.rows.labels(model),
-                self.latency.labels(model),
+                self.rows.labels(key[0]),
+                self.latency.labels(key[0]),
             )
             self._children[key] = children
-        children[0].inc()
-        if outcome == "answered":
-            children[1].inc(rows)
-            children[2].observe(seconds)
+        return children

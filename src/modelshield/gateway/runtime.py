@@ -72,6 +72,7 @@ class Gateway:
             sync=events.sync,
             builder=EventBuilder(self.secrets.server_secret),
         )
+        self.sink.subscribe_finished(self.metrics.observe_events)
         self.sink.subscribe(lambda batch: self.metrics.events_written.inc(len(batch)))
         self.monitor = Monitor(policy, self.store, self.clock, backends=self.backends)
         if self.monitor.enabled:

@@ -116,20 +116,25 @@ class AccountService:
     async def authenticate(self, plaintext: str | None) -> tuple[Account, ApiKey]:
         """The account and key for a presented API key, or AuthenticationFailed.
 
-        The digest is always computed and compared in constant time against the stored
-        one (or a dummy): unknown, revoked and malformed keys take the same path, are
-        never cached and get the same error.
+        A key verified within the credential cache's lifetime is found by its lookup
+        digest. Any other key is checked in full: its HMAC digest is computed and
+        compared in constant time against the stored one (or a dummy), so unknown,
+        revoked and malformed keys take the same path, are never cached and get the same
+        error.
         """
-        digest = key_digest(self._secret, plaintext or "")
-        cached = self.credentials.get(digest)
+        presented = plaintext or ""
+        lookup = self.credentials.lookup_digest(presented) if self.credentials.ttl > 0 else b""
+        cached = self.credentials.get(lookup) if lookup else None
         if cached is not None:
             return cached[1], cached[0]
         generation = self.credentials.generation
+        digest = key_digest(self._secret, presented)
         key_id = parse_key_id(plaintext) if plaintext else None
         found = await self.store.find_credential(key_id) if key_id else None
         if not digest_matches(digest, found[0] if found else None) or found is None:
             raise AuthenticationFailed()
-        self.credentials.put(digest, found, generation)
+        if lookup:
+            self.credentials.put(lookup, found, generation)
         key, account = found
         return account, key
 
