@@ -259,8 +259,11 @@ async def test_demo_policy_stops_a_hammering_client_but_never_a_person(
     started = clock.now()
     while True:  # a tight loop: one request every 5 ms
         response = await post(gw, script, digits_rows[:1])
-        if response.status_code == 429:
+        # stopped by the burst limit (429) or, if the monitor has seen enough of its
+        # events by then (the event sink commits every 100 ms of real time), suspended
+        if response.status_code in {429, 403}:
             break
+        assert response.status_code == 200
         clock.advance(0.005)
         assert clock.now() - started < 5.0, "the hammering client was never limited"
     assert clock.now() - started < 2.0

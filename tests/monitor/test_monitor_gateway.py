@@ -35,7 +35,11 @@ async def test_attacker_is_suspended_benign_is_not_and_undo_restores(
     benign_id, benign = await gw.account("bob")
 
     assert set(await send(gw, benign, streams.benign(test, np.asarray(labels), rng, 160))) == {200}
-    assert set(await send(gw, attacker, streams.uniform(rng, 128))) == {200}
+    codes = await send(gw, attacker, streams.uniform(rng, 128))
+    # answered until the monitor has seen enough (the sink commits every 100 ms of real
+    # time, so it may act during the stream), never again once suspended
+    answered = codes.count(200)
+    assert answered >= 2 and codes == [200] * answered + [403] * (len(codes) - answered)
 
     # the responder's suspension takes effect on the attacker's next request
     blocked = await gw.http.post(
@@ -57,7 +61,7 @@ async def test_attacker_is_suspended_benign_is_not_and_undo_restores(
     assert all(a["kind"] == "notify" for a in benign_actions)
 
     report = (await gw.admin("GET", f"/accounts/{attacker_id}/monitor")).json()
-    assert report["risk"] >= 90 and report["reasons"] and report["rows"] == 128
+    assert report["risk"] >= 90 and report["reasons"] and report["rows"] == 16 * answered
     benign_report = (await gw.admin("GET", f"/accounts/{benign_id}/monitor")).json()
     assert benign_report["severity"] in (None, "low", "medium")
 
