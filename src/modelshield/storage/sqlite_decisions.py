@@ -222,17 +222,12 @@ class DecisionWriter:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the thread path decides the group and reports errors
             busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
             if not busy:  # (busy: another process is writing; try again next turn)
-                log.warning("SQLite store %s: deciding on the loop failed: %s", self._name, exc)
+                log.warning("SQLite store %s: deciding on the loop failed: %r", self._name, exc)
                 self._close_loop_connection()
                 self._loop_off_until = loop.time() + INLINE_RETRY_S
-            return False
-        except Exception as exc:  # OSError, or a bug: the thread path reports it
-            log.warning("SQLite store %s: deciding on the loop failed: %r", self._name, exc)
-            self._close_loop_connection()
-            self._loop_off_until = loop.time() + INLINE_RETRY_S
             return False
         finally:
             self._write_lock.release()
