@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ from modelshield.storage.limiter import US, QuotaCheck, RateCheck
 from modelshield.storage.sqlite import SQLiteStore
 
 NOW = 1_800_000_000 * US
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """An opened SQLite store in ``store.db`` (closed after the test)."""
+    opened = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def budget(limit: int, cost: int = 1, key: str = "budget:a:day") -> QuotaCheck:
@@ -75,42 +87,32 @@ def test_two_processes_on_one_file_admit_exactly_the_budget(tmp_path: Path) -> N
 
 
 async def test_concurrent_decisions_share_transactions_and_are_durable_on_return(
-    tmp_path: Path,
+    store: SQLiteStore, tmp_path: Path
 ) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
-    try:
-        rate = RateCheck("rate:acct:a:burst", "burst", 1, US, 1000)
-        decisions = await asyncio.gather(
-            *(store.check_and_charge([rate, budget(10**6)], NOW) for _ in range(200))
-        )
-        assert all(d.allowed for d in decisions)
-        writer = store._decision_writer
-        assert writer is not None and writer.decisions == 200
-        assert writer.groups < 200  # decisions queued together commit together
-        # committed before the decision returned: a separate connection sees every charge
-        with sqlite3.connect(tmp_path / "store.db") as other:
-            row = other.execute("SELECT value FROM counters WHERE key='budget:a:day'").fetchone()
-        assert row == (200,)
-    finally:
-        await store.close()
+    rate = RateCheck("rate:acct:a:burst", "burst", 1, US, 1000)
+    decisions = await asyncio.gather(
+        *(store.check_and_charge([rate, budget(10**6)], NOW) for _ in range(200))
+    )
+    assert all(d.allowed for d in decisions)
+    writer = store._decision_writer
+    assert writer is not None and writer.decisions == 200
+    assert writer.groups < 200  # decisions queued together commit together
+    # committed before the decision returned: a separate connection sees every charge
+    with sqlite3.connect(tmp_path / "store.db") as other:
+        row = other.execute("SELECT value FROM counters WHERE key='budget:a:day'").fetchone()
+    assert row == (200,)
 
 
-async def test_expired_counters_read_as_absent_within_a_group(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
-    try:
-        short = QuotaCheck("budget:a:hour", "day", 2, 2, NOW + US)
-        assert (await store.check_and_charge([short], NOW)).allowed
-        later = QuotaCheck("budget:a:hour", "day", 2, 2, NOW + 10 * US)
-        first, second = await asyncio.gather(
-            store.check_and_charge([later], NOW + 2 * US),  # the old window has ended
-            store.check_and_charge([later], NOW + 3 * US),  # sees the one just charged
-        )
-        assert first.allowed and first.results[0].used == 2
-        assert not second.allowed
-    finally:
-        await store.close()
+async def test_expired_counters_read_as_absent_within_a_group(store: SQLiteStore) -> None:
+    short = QuotaCheck("budget:a:hour", "day", 2, 2, NOW + US)
+    assert (await store.check_and_charge([short], NOW)).allowed
+    later = QuotaCheck("budget:a:hour", "day", 2, 2, NOW + 10 * US)
+    first, second = await asyncio.gather(
+        store.check_and_charge([later], NOW + 2 * US),  # the old window has ended
+        store.check_and_charge([later], NOW + 3 * US),  # sees the one just charged
+    )
+    assert first.allowed and first.results[0].used == 2
+    assert not second.allowed
 
 
 async def test_a_failing_database_fails_every_decision_of_the_group(tmp_path: Path) -> None:
@@ -127,10 +129,8 @@ async def test_a_failing_database_fails_every_decision_of_the_group(tmp_path: Pa
 
 
 async def test_closing_decides_what_was_queued_and_a_later_decision_reopens(
-    tmp_path: Path,
+    store: SQLiteStore,
 ) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
     pending = [asyncio.ensure_future(store.check_and_charge([budget(3)], NOW)) for _ in range(5)]
     await asyncio.sleep(0)  # queued
     await store.close()
@@ -138,50 +138,37 @@ async def test_closing_decides_what_was_queued_and_a_later_decision_reopens(
     assert all(not isinstance(o, BaseException) for o in outcomes)
     assert [o.allowed for o in outcomes if not isinstance(o, BaseException)].count(True) == 3
     await store.open()
-    try:
-        assert not (await store.check_and_charge([budget(3)], NOW)).allowed
-    finally:
-        await store.close()
+    assert not (await store.check_and_charge([budget(3)], NOW)).allowed
 
 
 @pytest.mark.parametrize("count", [1, 450])
 async def test_event_batches_beyond_one_insert_statement_are_written_once(
-    tmp_path: Path, count: int
+    store: SQLiteStore, count: int
 ) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
-    try:
-        events = [
-            QueryEvent(event_id=f"e{i}", time=float(i), model="m", outcome="ok", status=200)
-            for i in range(count)
-        ]
-        await store.append_events(events + events[:3])  # duplicates are ignored
-        await store.append_events(events)
-        assert await store.count_events() == count
-    finally:
-        await store.close()
+    events = [
+        QueryEvent(event_id=f"e{i}", time=float(i), model="m", outcome="ok", status=200)
+        for i in range(count)
+    ]
+    await store.append_events(events + events[:3])  # duplicates are ignored
+    await store.append_events(events)
+    assert await store.count_events() == count
 
 
-async def test_uncontended_groups_are_decided_on_the_event_loop(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
-    try:
-        await asyncio.gather(*(store.check_and_charge([budget(10**6)], NOW) for _ in range(50)))
-        writer = store._decision_writer
-        assert writer is not None
-        assert writer.loop_groups == writer.groups == 1  # requested at once, one transaction
-        with sqlite3.connect(tmp_path / "store.db") as other:
-            row = other.execute("SELECT value FROM counters WHERE key='budget:a:day'").fetchone()
-        assert row == (50,)  # committed before the decisions returned
-    finally:
-        await store.close()
+async def test_uncontended_groups_are_decided_on_the_event_loop(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    await asyncio.gather(*(store.check_and_charge([budget(10**6)], NOW) for _ in range(50)))
+    writer = store._decision_writer
+    assert writer is not None
+    assert writer.loop_groups == writer.groups == 1  # requested at once, one transaction
+    with sqlite3.connect(tmp_path / "store.db") as other:
+        row = other.execute("SELECT value FROM counters WHERE key='budget:a:day'").fetchone()
+    assert row == (50,)  # committed before the decisions returned
 
 
 async def test_a_database_another_connection_writes_to_never_blocks_the_loop(
-    tmp_path: Path,
+    store: SQLiteStore, tmp_path: Path
 ) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
     holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     try:
         await store.check_and_charge([budget(100)], NOW)  # the loop path is set up
@@ -206,23 +193,15 @@ async def test_a_database_another_connection_writes_to_never_blocks_the_loop(
         assert writer.loop_groups == before + 1  # and back on the loop once it is free
     finally:
         holder.close()
-        await store.close()
 
 
 async def test_a_failure_on_the_loop_path_hands_the_group_to_the_thread_path(
-    tmp_path: Path,
+    store: SQLiteStore,
 ) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/store.db")
-    await store.open()
-    try:
-        assert (await store.check_and_charge([budget(3)], NOW)).allowed
-        writer = store._decision_writer
-        assert writer is not None and writer._loop_conn is not None
-        writer._loop_conn.close()  # the loop path's connection breaks
-        decisions = await asyncio.gather(
-            *(store.check_and_charge([budget(3)], NOW) for _ in range(4))
-        )
-        assert [d.allowed for d in decisions].count(True) == 2  # nothing lost, nothing doubled
-        assert writer.groups == writer.loop_groups + 1
-    finally:
-        await store.close()
+    assert (await store.check_and_charge([budget(3)], NOW)).allowed
+    writer = store._decision_writer
+    assert writer is not None and writer._loop_conn is not None
+    writer._loop_conn.close()  # the loop path's connection breaks
+    decisions = await asyncio.gather(*(store.check_and_charge([budget(3)], NOW) for _ in range(4)))
+    assert [d.allowed for d in decisions].count(True) == 2  # nothing lost, nothing doubled
+    assert writer.groups == writer.loop_groups + 1
