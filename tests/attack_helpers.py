@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers import ADMIN_TOKEN, SERVER_SECRET, make_policy
+from helpers import ADMIN_TOKEN, SERVER_SECRET, demo_state, make_policy
 from modelshield.identity.secret import Secrets
 from modelshield.policy.schema import Policy
 
@@ -25,10 +25,7 @@ def open_policy(
     ``model_input`` updates the model's ``input`` section (resolution, snap);
     ``signup`` enables ``POST /v1/signup``; ``plan`` updates the one plan, ``open``.
     """
-    models = tmp_path / "state" / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    for file in demo_cache.iterdir():
-        (models / file.name).write_bytes(file.read_bytes())
+    demo_state(tmp_path / "state", demo_cache)
     spec = {"outputs": ["probabilities", "label"], **plan}
     extra: dict[str, Any] = {}
     if model_input is not None:

@@ -16,6 +16,7 @@ from helpers import (
     REDIS_URL,
     SERVER_SECRET,
     GatewayClient,
+    demo_state,
     flush_redis_prefix,
     make_policy,
     require_service,
@@ -50,10 +51,7 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def policy(tmp_path: Path, demo_cache: Path) -> Policy:
-    models = tmp_path / "state" / "models"
-    models.mkdir(parents=True)
-    for file in demo_cache.iterdir():
-        (models / file.name).write_bytes(file.read_bytes())
+    demo_state(tmp_path / "state", demo_cache)
     return make_policy(tmp_path)
 
 

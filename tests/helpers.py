@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+import yaml
 
 from modelshield.policy.loader import policy_from_mapping
 from modelshield.policy.schema import Policy
@@ -163,3 +164,29 @@ def demo_state(state: Path, demo_cache: Path) -> Path:
     for file in demo_cache.iterdir():
         (models / file.name).write_bytes(file.read_bytes())
     return state
+
+
+def served_policy_file(tmp_path: Path, demo_cache: Path, **sections: Any) -> Path:
+    """``tmp_path/policy.yaml`` for a ``modelshield serve`` process: the demo model, state
+    under ``tmp_path/state`` (holding the trained model), plus ``sections``."""
+    state = demo_state(tmp_path / "state", demo_cache)
+    document = {
+        "server": {"state_dir": str(state)},
+        "models": {
+            "digits": {
+                "backend": {"kind": "demo"},
+                "input": {"features": 64, "min": 0, "max": 16},
+            }
+        },
+        **sections,
+    }
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def process_env(secret: str, admin_token: str) -> dict[str, str]:
+    """This environment without MODELSHIELD_* settings, plus a server secret and admin
+    token (for a ``modelshield`` child process)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIELD_")}
+    return environ | {"MODELSHIELD_SECRET": secret, "MODELSHIELD_ADMIN_TOKEN": admin_token}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -14,9 +13,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import yaml
 
-from helpers import bearer, demo_state, free_port, v2_body, wait_until_up
+from helpers import bearer, free_port, process_env, served_policy_file, v2_body, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +23,7 @@ BIN = Path(sys.executable).parent / "modelshield"
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIELD_")}
-    environ["MODELSHIELD_SECRET"] = "process-test-secret-0123456789"
-    environ["MODELSHIELD_ADMIN_TOKEN"] = "process-admin-token"
-    return environ
+    return process_env("process-test-secret-0123456789", "process-admin-token")
 
 
 def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -61,24 +56,13 @@ def test_configured_serve_answers_and_flushes_events_on_shutdown(
     demo_cache: Path,
     stop_all: list[subprocess.Popen[str]],
 ) -> None:
-    state = demo_state(tmp_path / "state", demo_cache)
-    config = tmp_path / "policy.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "server": {"state_dir": str(state)},
-                "storage": {"uri": f"sqlite:///{tmp_path}/ms.db"},
-                # a long interval: only the shutdown drain can have written the events
-                "events": {"flush_interval_ms": 10_000},
-                "models": {
-                    "digits": {
-                        "backend": {"kind": "demo"},
-                        "input": {"features": 64, "min": 0, "max": 16},
-                    }
-                },
-                "plans": {"free": {}},
-            }
-        )
+    config = served_policy_file(
+        tmp_path,
+        demo_cache,
+        storage={"uri": f"sqlite:///{tmp_path}/ms.db"},
+        # a long interval: only the shutdown drain can have written the events
+        events={"flush_interval_ms": 10_000},
+        plans={"free": {}},
     )
     created = subprocess.run(
         [str(BIN), "accounts", "create", "alice", "--config", str(config), "--json"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from attack_helpers import tiny_scenario
-from helpers import demo_state, free_port, wait_until_up
+from helpers import free_port, process_env, served_policy_file, wait_until_up
 from modelshield.cli.main import _register, cli
 
 pytestmark = pytest.mark.slow
@@ -27,27 +26,15 @@ TOKEN = "remote-evaluation-admin-token"
 @pytest.fixture
 def served(tmp_path: Path, demo_cache: Path) -> Iterator[tuple[str, Path]]:
     """A gateway with no protection but monitoring (alerts only), and its policy file."""
-    state = demo_state(tmp_path / "state", demo_cache)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(
-        yaml.safe_dump(
-            {
-                "server": {"state_dir": str(state)},
-                "storage": {"uri": f"sqlite:///{tmp_path}/ms.db"},
-                "events": {"flush_interval_ms": 10},
-                "models": {
-                    "digits": {
-                        "backend": {"kind": "demo"},
-                        "input": {"features": 64, "min": 0, "max": 16},
-                    }
-                },
-                "plans": {"free": {"outputs": ["probabilities", "label"]}},
-                "monitoring": {"enabled": True, "responder": False},
-            }
-        )
+    policy = served_policy_file(
+        tmp_path,
+        demo_cache,
+        storage={"uri": f"sqlite:///{tmp_path}/ms.db"},
+        events={"flush_interval_ms": 10},
+        plans={"free": {"outputs": ["probabilities", "label"]}},
+        monitoring={"enabled": True, "responder": False},
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIELD_")}
-    env |= {"MODELSHIELD_SECRET": "remote-test-secret-0123456789", "MODELSHIELD_ADMIN_TOKEN": TOKEN}
+    env = process_env("remote-test-secret-0123456789", TOKEN)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(

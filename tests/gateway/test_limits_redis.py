@@ -19,17 +19,17 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from helpers import (
     REDIS_URL,
     GatewayClient,
     bearer,
-    demo_state,
     flush_redis_prefix,
     free_port,
     make_policy,
+    process_env,
     require_service,
+    served_policy_file,
     v2_body,
     wait_until_up,
 )
@@ -189,25 +189,13 @@ def test_three_gateway_processes_admit_exactly_the_budget(
     require_service(REDIS_URL, "Redis")
     prefix = f"mstest-{uuid.uuid4().hex[:12]}:"
     budget = 100
-    state = demo_state(tmp_path / "state", demo_cache)
-    config = tmp_path / "policy.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "server": {"state_dir": str(state)},
-                "storage": {"uri": f"{REDIS_URL}?prefix={prefix}"},
-                "models": {
-                    "digits": {
-                        "backend": {"kind": "demo"},
-                        "input": {"features": 64, "min": 0, "max": 16},
-                    }
-                },
-                "plans": {"metered": {"max_batch_rows": 4, "budgets": {"day": budget}}},
-            }
-        )
+    config = served_policy_file(
+        tmp_path,
+        demo_cache,
+        storage={"uri": f"{REDIS_URL}?prefix={prefix}"},
+        plans={"metered": {"max_batch_rows": 4, "budgets": {"day": budget}}},
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIELD_")}
-    env |= {"MODELSHIELD_SECRET": "replica-secret-0123456789", "MODELSHIELD_ADMIN_TOKEN": "adm"}
+    env = process_env("replica-secret-0123456789", "adm")
     binary = str(Path(sys.executable).parent / "modelshield")
     created = subprocess.run(
         [binary, "accounts", "create", "shared", "--config", str(config), "--json"],

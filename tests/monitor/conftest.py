@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streams import Digits
 
-from helpers import make_policy
+from helpers import demo_state, make_policy
 from modelshield.monitor.calibration import baseline
 from modelshield.monitor.detectors import RiskScorer
 from modelshield.policy.schema import Policy
@@ -47,10 +47,7 @@ def monitor_cache(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from modelshield.storage.memory import MemoryStore
 
     root = tmp_path_factory.mktemp("monitor-cache")
-    models = root / "state" / "models"
-    models.mkdir(parents=True)
-    for file in demo_cache.iterdir():
-        (models / file.name).write_bytes(file.read_bytes())
+    models = demo_state(root / "state", demo_cache) / "models"
     policy = monitored_policy_at(root)
     monitor = Monitor(policy, MemoryStore(), FakeClock(), backends={"digits": DigitsModel(models)})
     asyncio.run(monitor._load_baseline())
