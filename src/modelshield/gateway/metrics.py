@@ -49,17 +49,17 @@ class GatewayMetrics:
         """Count the requests of a group of query events (one per request): the event
         sink calls this as it finishes each group, so a request's path never touches the
         metrics. Label children are cached (``labels()`` is slow per call)."""
-        requests: dict[tuple[str, str, str], int] = {}
+        groups: dict[tuple[str, str, str], list[QueryEvent]] = {}
         for event in events:
-            key: tuple[str, str, str] = (event.model, event.outcome, str(event.status))
-            requests[key] = requests.get(key, 0) + 1
-            if event.outcome == "answered":
-                children = self._child(key)
-                children[1].inc(event.rows)
-                if event.latency_ms is not None:
-                    children[2].observe(event.latency_ms / 1000.0)
-        for counted, count in requests.items():
-            self._child(counted)[0].inc(count)
+            groups.setdefault((event.model, event.outcome, str(event.status)), []).append(event)
+        for key, members in groups.items():
+            requests, rows, latency = self._child(key)
+            requests.inc(len(members))
+            if key[1] == "answered":
+                rows.inc(sum(event.rows for event in members))
+                for event in members:
+                    if event.latency_ms is not None:
+                        latency.observe(event.latency_ms / 1000.0)
 
     def _child(self, key: tuple[str, str, str]) -> tuple[Any, Any, Any]:
         children = self._children.get(key)

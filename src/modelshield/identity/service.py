@@ -123,8 +123,9 @@ class AccountService:
         error.
         """
         presented = plaintext or ""
+        # (with the cache off, nothing is stored under any digest: skip computing one)
         lookup = self.credentials.lookup_digest(presented) if self.credentials.ttl > 0 else b""
-        cached = self.credentials.get(lookup) if lookup else None
+        cached = self.credentials.get(lookup)
         if cached is not None:
             return cached[1], cached[0]
         generation = self.credentials.generation
@@ -133,8 +134,7 @@ class AccountService:
         found = await self.store.find_credential(key_id) if key_id else None
         if not digest_matches(digest, found[0] if found else None) or found is None:
             raise AuthenticationFailed()
-        if lookup:
-            self.credentials.put(lookup, found, generation)
+        self.credentials.put(lookup, found, generation)
         key, account = found
         return account, key
 
