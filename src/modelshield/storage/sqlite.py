@@ -197,10 +197,9 @@ class SQLiteStore:
         connections as they commit)."""
         if not self.path.is_file():
             raise sqlite3.OperationalError(f"{self.path} does not exist yet")
-        conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None)  # no busy wait
         try:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA wal_autocheckpoint=0")
             ready = conn.execute(
                 "SELECT (SELECT journal_mode FROM pragma_journal_mode) = 'wal' AND EXISTS "
